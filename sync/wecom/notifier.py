@@ -1,0 +1,259 @@
+"""Sends the outbox's ``notify`` rows to HR as WeCom app messages (help, started, finished,
+declined, hardware failure), so a WeCom outage delays them but never loses or repeats them.
+
+Messages never carry transcripts, answers, scores per question or face data; the
+candidate's name is masked unless the config says otherwise. Never log message bodies.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sync.wecom.client import WecomClient, WecomError, WecomRateLimited, WecomUnreachable
+
+log = logging.getLogger(__name__)
+
+KIND = "notify"
+TYPES = ("help", "started", "finished", "declined", "hardware_failed")
+DEDUP_S = 4 * 3600  # WeCom drops an identical message within this; covers a lost ack
+MARKDOWN_MAX_BYTES = 2048  # WeCom's limit for markdown content
+BACKOFF_MIN_S = 5.0
+BACKOFF_MAX_S = 600.0
+BAD_PAYLOAD_RETRY_S = 3600.0  # a row we cannot render waits for a fixed build, never deleted
+DEFAULT_LINK = "https://work.weixin.qq.com/"
+
+RECOMMENDATION_ZH = {
+    "strong_yes": "强烈推荐",
+    "yes": "推荐",
+    "maybe": "待定",
+    "no": "不推荐",
+    "strong_no": "强烈不推荐",
+}
+
+
+class BadNotification(ValueError):
+    """A notify row whose payload cannot be turned into a message; names the field."""
+
+
+def mask_name(name: str | None) -> str:
+    """张三 -> 张*, 张三丰 -> 张*丰, 'Alice Smith' -> 'A**** S****'."""
+    name = (name or "").strip()
+    if not name:
+        return "—"
+    if any("\u3400" <= ch <= "\u9fff" for ch in name):
+        if len(name) <= 2:
+            return name[0] + "*"
+        return name[0] + "*" * (len(name) - 2) + name[-1]
+    return " ".join(w[0] + "*" * max(len(w) - 1, 1) for w in name.split())
+
+
+def _when(ts: Any) -> str:
+    try:
+        return datetime.fromtimestamp(float(ts)).strftime("%Y-%m-%d %H:%M")
+    except (TypeError, ValueError, OSError):
+        return "—"
+
+
+def _require(p: dict[str, Any], key: str) -> Any:
+    if key not in p or p[key] is None:
+        raise BadNotification(f"notify payload: missing '{key}' for type '{p.get('type')}'")
+    return p[key]
+
+
+class Notifier:
+    """Drains ``notify`` rows through the WeCom client. ``run_once`` is one pass (tests)."""
+
+    def __init__(
+        self,
+        store: Any,
+        settings: Any,
+        client: WecomClient,
+        *,
+        clock: Callable[[], float] = time.time,
+        help_collapse_s: float | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.client = client
+        self.clock = clock
+        w = settings.wecom
+        self.help_collapse_s = float(
+            help_collapse_s if help_collapse_s is not None else getattr(w, "help_collapse_s", 60)
+        )
+        self.link = getattr(w, "hr_link_url", None) or DEFAULT_LINK
+        self.sent = 0
+        self.collapsed = 0
+
+    # ---- rendering ---------------------------------------------------------------------
+    def _name(self, p: dict[str, Any]) -> str:
+        name = p.get("candidate_name")
+        return mask_name(name) if self.settings.wecom.mask_names else (name or "—")
+
+    def _where(self) -> str:
+        d = self.settings.device
+        parts = [x for x in (d.site_name, d.site_location) if x]
+        return f"{d.id}（{' · '.join(parts)}）" if parts else d.id
+
+    def render(self, p: dict[str, Any]) -> dict[str, Any]:
+        """The WeCom message body (msgtype + content) for a notify payload."""
+        t = p.get("type")
+        if t not in TYPES:
+            raise BadNotification(f"notify payload: unknown type {t!r} (expected one of {', '.join(TYPES)})")
+        when = _when(p.get("ts"))
+        job = p.get("job_title") or p.get("job_id") or "—"
+        if t == "help":
+            doing = p.get("activity") or p.get("state") or "—"
+            desc = (
+                f'<div class="gray">{when}</div>'
+                f'<div class="highlight">候选人在终端请求帮助 / A candidate needs help</div>'
+                f'<div class="normal">终端 Terminal：{self._where()}</div>'
+                f'<div class="normal">候选人 Candidate：{self._name(p)}（{job}）</div>'
+                f'<div class="normal">正在 Doing：{doing}</div>'
+            )
+            return {
+                "msgtype": "textcard",
+                "textcard": {"title": "面试终端求助 · Help needed", "description": desc, "url": self.link, "btntxt": "查看"},
+            }
+        if t == "finished":
+            total = _require(p, "total")
+            rec = p.get("recommendation") or "—"
+            rec_text = f"{RECOMMENDATION_ZH.get(rec, rec)} ({rec})" if rec in RECOMMENDATION_ZH else str(rec)
+            flags = [str(f) for f in (p.get("integrity_flags") or [])]
+            flag_text = f'<font color="warning">{"、".join(flags)}</font>' if flags else "无 none"
+            report = p.get("report_ref") or f"HR 系统 → 面试报告 → 会话 {str(p.get('session_id', ''))[:8]}"
+            end = p.get("end_reason") or "completed"
+            lines = [
+                "### 面试结束 · Interview finished",
+                f"> 候选人 Candidate：**{self._name(p)}**",
+                f"> 职位 Job：{job}",
+                f"> 终端 Terminal：{self._where()}",
+                f"> 时间 Time：{when}",
+                f"> 结束方式 End：{end}",
+                f'> 总分 Total：<font color="info">{total}</font> / 100',
+                f"> 建议 Recommendation：{rec_text}",
+                f"> 诚信提示 Integrity：{flag_text}",
+                f"> 完整报告 Full report：{report}",
+                "",
+                "评分仅供参考，录用由 HR 决定。Scores are advice; HR decides.",
+            ]
+            return {"msgtype": "markdown", "markdown": {"content": _fit("\n".join(lines))}}
+        if t == "started":
+            content = (
+                f"### 面试开始 · Interview started\n> 候选人 Candidate：**{self._name(p)}**\n"
+                f"> 职位 Job：{job}\n> 终端 Terminal：{self._where()}\n> 时间 Time：{when}"
+            )
+            return {"msgtype": "markdown", "markdown": {"content": _fit(content)}}
+        if t == "declined":
+            content = (
+                f"### 候选人未同意录制 · Consent declined\n> 候选人 Candidate：**{self._name(p)}**\n"
+                f"> 职位 Job：{job}\n> 终端 Terminal：{self._where()}\n> 时间 Time：{when}\n"
+                "面试未进行，未保存任何录像。No interview took place; nothing was recorded."
+            )
+            return {"msgtype": "markdown", "markdown": {"content": _fit(content)}}
+        component = _require(p, "component")
+        detail = str(p.get("detail") or "")[:200]
+        desc = (
+            f'<div class="gray">{when}</div>'
+            f'<div class="highlight">终端硬件故障 / Hardware failure：{component}</div>'
+            f'<div class="normal">终端 Terminal：{self._where()}</div>'
+            f'<div class="normal">{detail}</div>'
+            f'<div class="normal">请联系现场技术人员 / Please call the technician</div>'
+        )
+        return {
+            "msgtype": "textcard",
+            "textcard": {"title": "面试终端故障 · Terminal fault", "description": desc, "url": self.link, "btntxt": "查看"},
+        }
+
+    # ---- delivery -----------------------------------------------------------------------
+    def _recipients(self, p: dict[str, Any]) -> list[str]:
+        return list(p.get("to") or self.settings.wecom.hr_oncall)
+
+    def _collapses(self, row: Any, p: dict[str, Any]) -> bool:
+        """A help press within the collapse window of the last help message sent."""
+        if p.get("type") != "help":
+            return False
+        last = self.store.kv_get("wecom.last_help")
+        if not last:
+            return False
+        same = last.get("session_id") == p.get("session_id")
+        pressed = float(p.get("ts") or row.created)
+        # abs(): an older press retried after a newer one was sent still collapses.
+        return same and abs(pressed - float(last["ts"])) < self.help_collapse_s
+
+    def run_once(self) -> int:
+        """Deliver every due notify row once; returns how many rows were settled."""
+        now = self.clock()
+        settled = 0
+        for row in self.store.due_outbox(now, kinds=[KIND]):
+            if self._deliver(row):
+                settled += 1
+        return settled
+
+    def _deliver(self, row: Any) -> bool:
+        now = self.clock()
+        p = row.payload if isinstance(row.payload, dict) else json.loads(row.payload)
+        try:
+            if self._collapses(row, p):
+                self.store.mark_delivered(row.id, now)
+                self.collapsed += 1
+                log.info("help press %s collapsed into the previous help message", row.id)
+                return True
+            msg = self.render(p)
+            to = self._recipients(p)
+            if not to:
+                raise BadNotification("wecom.hr_oncall is empty: nobody to notify")
+        except BadNotification as e:
+            log.error("notify row %s cannot be sent: %s", row.id, e)
+            self.store.mark_failed(row.id, now + BAD_PAYLOAD_RETRY_S, str(e))
+            return False
+        try:
+            result = self.client.send(to, msg, dedup_s=DEDUP_S)
+        except (WecomUnreachable, WecomRateLimited) as e:
+            self._retry(row, now, str(e))
+            return False
+        except WecomError as e:
+            log.error("WeCom refused notify row %s (%s): check agent id and visible range", row.id, e.errcode)
+            self._retry(row, now, str(e))
+            return False
+        except Exception as e:  # the loop must survive anything one row does
+            log.exception("notify row %s failed unexpectedly", row.id)
+            self._retry(row, now, type(e).__name__)
+            return False
+        if result.get("invaliduser"):
+            log.warning("WeCom could not deliver to some HR on-call ids (not in the app's visible range?)")
+        with self.store.transaction():
+            self.store.mark_delivered(row.id, now)
+            if p.get("type") == "help":
+                self.store.kv_set(
+                    "wecom.last_help", {"session_id": p.get("session_id"), "ts": float(p.get("ts") or row.created)}
+                )
+        self.sent += 1
+        return True
+
+    def _retry(self, row: Any, now: float, error: str) -> None:
+        attempts = int(getattr(row, "attempts", 0) or 0)
+        delay = min(BACKOFF_MAX_S, BACKOFF_MIN_S * (2**attempts)) * random.uniform(0.8, 1.2)
+        self.store.mark_failed(row.id, now + delay, error[:200])
+
+    def run(self, stop: threading.Event, interval_s: float = 1.0) -> None:
+        """Loop until ``stop`` is set; errors are logged and the loop goes on."""
+        while not stop.is_set():
+            try:
+                self.run_once()
+            except Exception:
+                log.exception("WeCom notifier pass failed")
+            stop.wait(interval_s)
+
+
+def _fit(content: str) -> str:
+    data = content.encode("utf-8")
+    if len(data) <= MARKDOWN_MAX_BYTES:
+        return content
+    return data[: MARKDOWN_MAX_BYTES - 3].decode("utf-8", "ignore") + "…"

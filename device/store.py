@@ -114,7 +114,9 @@ class OutboxRow:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> OutboxRow:
-        return cls(**{**row, "payload": json.loads(row["payload"])})
+        # Only the known columns: a later migration may add columns to the outbox.
+        known = {k: row[k] for k in cls.__dataclass_fields__}
+        return cls(**{**known, "payload": json.loads(row["payload"])})
 
 
 def _dumps(value: Any) -> str:

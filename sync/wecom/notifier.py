@@ -189,11 +189,17 @@ class Notifier:
 
     def run_once(self) -> int:
         """Deliver every due notify row once; returns how many rows were settled."""
-        now = self.clock()
         settled = 0
-        for row in self.store.due_outbox(now, kinds=[KIND]):
-            if self._deliver(row):
-                settled += 1
+        # due_outbox gives one row per session; go again while rows settle so a burst of
+        # help presses (or a session's queued messages after an outage) drains in one pass.
+        for _ in range(100):
+            progress = 0
+            for row in self.store.due_outbox(self.clock(), kinds=[KIND]):
+                if self._deliver(row):
+                    progress += 1
+            settled += progress
+            if not progress:
+                break
         return settled
 
     def _deliver(self, row: Any) -> bool:

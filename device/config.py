@@ -149,6 +149,11 @@ class SessionSection(_Section):
         1, ge=0, le=5, description="Retakes per question unless the question says otherwise"
     )
     face_lost_pause_s: float = Field(5, gt=0, description="Seconds without a face before pausing")
+    answer_grace_s: float = Field(
+        20,
+        gt=0,
+        description="After an answer's time is up, seconds to wait for the recording before the session fails",
+    )
     timeouts: TimeoutsSection = Field(default_factory=TimeoutsSection, description="Timeouts")
 
 

@@ -292,6 +292,18 @@ class Store:
             row = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         return tuple(row)  # type: ignore[return-value]
 
+    def rekey(self, new_key: bytes) -> None:
+        """Re-encrypt the whole file under new_key (master key rotation). Stop the other
+        process first: its connection keeps the old key and would fail on the next read."""
+        if len(new_key) != 32:
+            raise ValueError("store key must be 32 bytes")
+        with self.lock:
+            if self._depth:
+                raise StoreError("rekey inside a transaction")
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._conn.execute(f"PRAGMA rekey = \"x'{new_key.hex()}'\"")
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     # --- outbox ---------------------------------------------------------------------------
 
     def enqueue(

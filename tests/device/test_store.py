@@ -493,3 +493,17 @@ def test_purge_deletes_only_delivered_data_past_retention(store, settings):
     # Later, past the interrupted cutoff too.
     store.purge_delivered(now - 30 * day, interrupted_older_than=now - 30 * day)
     assert {r["id"] for r in store.db["sessions"].rows} == {"recent", "undelivered"}
+
+
+def test_rekey_re_encrypts_under_the_new_key(tmp_path):
+    old, new = bytes(range(32)), bytes(range(1, 33))
+    path = tmp_path / "kiosk.db"
+    with Store.open(path, old) as s:
+        s.kv_set("answer", TRANSCRIPT)
+        s.rekey(new)
+        s.kv_set("after", 1)
+    with pytest.raises(StoreKeyError):
+        Store.open(path, old)
+    with Store.open(path, new) as s:
+        assert s.kv_get("answer") == TRANSCRIPT and s.kv_get("after") == 1
+    assert leaks(tmp_path) == []

@@ -121,6 +121,11 @@ class HeartbeatRecord(_Record):
     microphone_ok: bool | None = None
     question_bank_version: int | None = None
     roster_version: int | None = None
+    config_version: int | None = None
+    downlink_rejected: dict[str, int] = Field(
+        default_factory=dict,
+        description="Downlink messages refused, by reason (forged, stale, malformed, oversized, ...)",
+    )
 
 
 class DownlinkEnvelope(_Record):

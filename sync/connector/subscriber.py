@@ -1,0 +1,121 @@
+"""The connector's MQTT side: a persistent MQTT 5 session on a shared subscription, one
+worker that stores and forwards each message in arrival order, and a manual PUBACK sent
+only after that. It never acknowledges before the record is stored."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.client import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from sync.connector.ingest import Ingest, RejectedMessage, decode_body, parse_topic
+from sync.connector.settings import MqttClientSection
+
+log = logging.getLogger(__name__)
+
+
+def user_properties(msg: mqtt.MQTTMessage) -> dict[str, str]:
+    props = getattr(msg, "properties", None)
+    return dict(getattr(props, "UserProperty", []) or []) if props else {}
+
+
+class Subscriber:
+    def __init__(self, cfg: MqttClientSection, client_id: str, ingest: Ingest, *,
+                 max_record_bytes: int = 4 * 1024 * 1024):
+        self.cfg = cfg
+        self.ingest = ingest
+        self.max_record_bytes = max_record_bytes
+        self.topic = f"$share/{cfg.share_group}/kiosk/v1/+/+/up/#"
+        self._queue: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue()
+        self._stop = ingest.stop
+        self.connected = threading.Event()
+        self.processed = 0
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id, protocol=mqtt.MQTTv5,
+                        manual_ack=True)
+        c.tls_set(ca_certs=str(cfg.ca_file), certfile=str(cfg.cert_file), keyfile=str(cfg.key_file))
+        c.reconnect_delay_set(1, 30)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        self.client = c
+        self._worker = threading.Thread(target=self._work, name="hr-ingest", daemon=True)
+
+    def start(self) -> None:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.cfg.session_expiry_s
+        # connect_async + loop_start: paho keeps retrying with backoff while the broker is down.
+        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s,
+                                  clean_start=False, properties=props)
+        self._worker.start()
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._queue.put(None)
+        self.client.disconnect()
+        self.client.loop_stop()
+        self._worker.join(timeout=10)
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("broker refused the connector: %s", reason_code)
+            return
+        log.info("connected to broker %s:%s (session present: %s)", self.cfg.host, self.cfg.port,
+                 flags.session_present)
+        # Subscribe on every connect: cheap, and repairs a session the broker lost.
+        client.subscribe(self.topic, qos=1)
+        self.connected.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connected.clear()
+        if not self._stop.is_set():
+            log.warning("disconnected from broker: %s; reconnecting", reason_code)
+
+    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        # The network thread only queues; storing and the webhook run in the worker so
+        # keepalives continue while the EHR is slow.
+        self._queue.put(msg)
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            msg = self._queue.get()
+            if msg is None:
+                return
+            try:
+                ok = self._handle(msg)
+            except Exception:
+                # A database error: do not ack, the broker redelivers after reconnect.
+                log.exception("storing message on %s failed; not acknowledged", msg.topic)
+                ok = False
+            if ok:
+                self.processed += 1
+                if msg.qos > 0:
+                    self.client.ack(msg.mid, msg.qos)
+            elif not self._stop.is_set():
+                # Not stored/forwarded and not retried further: force a redelivery by
+                # reconnecting (MQTT only redelivers unacked messages on a new connection).
+                self.client.reconnect()
+
+    def _handle(self, msg: mqtt.MQTTMessage) -> bool:
+        size = len(msg.payload)
+        try:
+            tenant, device, kind = parse_topic(msg.topic)
+            props = user_properties(msg)
+            payload = decode_body(msg.payload, msg.topic, self.max_record_bytes)
+            created = None
+            if "created" in props:
+                try:
+                    created = float(props["created"])
+                except ValueError:
+                    created = None
+            res = self.ingest.accept(kind=kind, tenant=tenant, device_id=device, payload=payload,
+                                     via="mqtt", msg_id=props.get("id"), created=created)
+        except RejectedMessage as e:
+            self.ingest.reject("mqtt", msg.topic, str(e), size)
+            return True  # acknowledged: a malformed message will never become valid
+        return res.ok

@@ -1,0 +1,239 @@
+"""The sync daemon (``interview-sync``): wires the store, the MQTT link, the HTTPS uplink,
+the outbox delivery, clip uploads, the downlink cache, heartbeats and WeCom into one
+process that runs until stopped. All store writes of the delivery loop happen in one
+thread; a crash at any point loses nothing committed (the outbox is the only queue).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+
+from device import sdnotify
+from device.records import HeartbeatRecord, StatusRecord
+from sync.cache import DownlinkCache, DownlinkRejected
+from sync.https import HttpsUplink
+from sync.mqtt import MqttLink
+from sync.outbox import OutboxDelivery, deliver_clips_once
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.2          # how often the store is checked for rows the kiosk committed
+IDLE_POLL_S = 0.5     # when nothing can be sent (no transport): still never a busy loop
+
+
+def software_version() -> str:
+    try:
+        return metadata.version("interview-kiosk")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+class SyncDaemon:
+    def __init__(self, settings, store, *, clock: Callable[[], float] = time.time,
+                 stop: threading.Event | None = None, start_wecom: bool = True):
+        if settings.sync is None:
+            raise ValueError("config has no [sync] section: nothing to deliver to")
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.stop_event = stop or threading.Event()
+        self.wake = threading.Event()
+        self.started = clock()
+        dev = settings.device
+        self.link = None
+        if settings.sync.mqtt is not None:
+            self.link = MqttLink(settings, status_body=self._status(True),
+                                 offline_body=self._status(False), wake=self.wake)
+        self.https = HttpsUplink(settings) if settings.sync.https is not None else None
+        self.delivery = OutboxDelivery(store, self.link, self.https, clock=clock,
+                                       fallback_after_s=settings.sync.fallback_after_s)
+        self.cache = DownlinkCache(store, settings, clock=clock)
+        self.cache.register_command("heartbeat", lambda _p: self._heartbeat_now())
+        self.cache.register_command("retry_now", lambda _p: self.delivery.retry_now())
+        self._hb_due = 0.0
+        self._hb_requested = False
+        self._threads: list[threading.Thread] = []
+        self._start_wecom = start_wecom
+        self.topic_base = f"kiosk/v1/{dev.tenant}/{dev.id}"
+
+    # --- records we make ourselves -------------------------------------------------------
+
+    def _status(self, online: bool) -> dict:
+        dev = self.settings.device
+        return StatusRecord(device_id=dev.id, tenant=dev.tenant, site=dev.site_name or "",
+                            ts=self.clock(), online=online,
+                            software_version=software_version()).model_dump(mode="json")
+
+    def heartbeat(self) -> dict:
+        dev = self.settings.device
+        now = self.clock()
+        stats = self.store.outbox_stats(now)
+        try:
+            disk = shutil.disk_usage(Path(self.settings.paths.data_dir)).free
+        except OSError:
+            disk = None
+        bank = self.store.cache_get("questionbank", "current")
+        roster = self.store.cache_get("roster", "current")
+        config = self.store.cache_get("config", "current")
+        rec = HeartbeatRecord(
+            id=str(uuid.uuid4()), device_id=dev.id, tenant=dev.tenant, site=dev.site_name or "",
+            ts=now, uptime_s=max(0.0, now - self.started), software_version=software_version(),
+            outbox_depth=stats["depth"], oldest_undelivered_age_s=stats["oldest_undelivered_age_s"],
+            disk_free_bytes=disk,
+            question_bank_version=bank[0] if bank else None,
+            roster_version=roster[0] if roster else None,
+            config_version=config[0] if config else None,
+            downlink_rejected=self.cache.rejected_counts(),
+        )
+        return rec.model_dump(mode="json")
+
+    def _heartbeat_now(self) -> None:
+        self._hb_requested = True
+        self.wake.set()
+
+    def _send_heartbeat(self) -> None:
+        body = json.dumps(self.heartbeat(), separators=(",", ":")).encode()
+        mode = self.delivery.transport()
+        try:
+            if mode == "mqtt" and self.link is not None:
+                # Not through the outbox: a heartbeat is only worth sending now, never later.
+                self.link.publish(f"{self.topic_base}/up/heartbeat", body)
+            elif mode == "https" and self.https is not None:
+                self.https.post_record("heartbeat", body, msg_id=str(uuid.uuid4()), created=self.clock())
+        except Exception as e:
+            log.warning("heartbeat not sent: %s", e)
+        self.store.kv_set("sync.last_heartbeat", {"at": self.clock(), "via": mode})
+
+    # --- loop ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.link is not None:
+            self.link.start()
+        if self.https is not None:
+            t = threading.Thread(target=self._clip_loop, name="sync-clips", daemon=True)
+            t.start()
+            self._threads.append(t)
+        if self._start_wecom and self.settings.wecom is not None:
+            try:
+                from sync.wecom import start_wecom
+
+                self._threads += start_wecom(self.settings, self.store, self.stop_event,
+                                             register_command=self.cache.register_command)
+            except Exception:
+                log.exception("WeCom could not start; delivery continues without it")
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.wake.set()
+        if self.link is not None:
+            self.link.stop(offline_body=self._status(False))
+        for t in self._threads:
+            t.join(timeout=5)
+        if self.https is not None:
+            self.https.close()
+
+    def step(self) -> int:
+        """One pass: downlink, delivery, heartbeat. Returns rows sent."""
+        self._handle_downlinks()
+        sent = self.delivery.step()
+        now = self.clock()
+        if self._hb_requested or now >= self._hb_due:
+            self._hb_requested = False
+            self._hb_due = now + self.settings.sync.heartbeat_s
+            self._send_heartbeat()
+        return sent
+
+    def _handle_downlinks(self) -> None:
+        if self.link is None:
+            return
+        while True:
+            try:
+                d = self.link.downlinks.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                self.cache.handle(d.topic, d.payload)
+            except DownlinkRejected:
+                pass  # logged and counted; acked below so a bad retained message is not redelivered forever
+            except Exception:
+                log.exception("downlink on %s could not be applied; will be redelivered", d.topic)
+                continue  # not acked: the broker redelivers it after a reconnect
+            self.link.ack_downlink(d)
+
+    def run(self) -> None:
+        """Run until stop_event is set (SIGTERM)."""
+        self.start()
+        sdnotify.ready("delivering")
+        wd = sdnotify.watchdog_interval()
+        last_wd = 0.0
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    sent = self.step()
+                except Exception:
+                    # A store hiccup (locked, disk full) must not end the daemon; systemd's
+                    # watchdog catches a real hang.
+                    log.exception("delivery step failed; retrying")
+                    sent = 0
+                if wd is not None and time.monotonic() - last_wd >= wd:
+                    sdnotify.watchdog()
+                    last_wd = time.monotonic()
+                if sent:
+                    continue  # more may be due right away (next head of each session)
+                timeout = POLL_S if self.delivery.transport() else IDLE_POLL_S
+                self.wake.wait(timeout)
+                self.wake.clear()
+        finally:
+            self.stop()
+
+    def run_once(self, timeout: float = 30.0) -> dict:
+        """Connect, deliver what is due, send a heartbeat, apply downlinks, and return a summary."""
+        self.start()
+        deadline = time.monotonic() + timeout
+        try:
+            if self.link is not None:
+                self.link.connected.wait(min(10.0, timeout))
+                time.sleep(0.3)  # let retained downlink messages arrive
+            self._hb_due = 0.0
+            while time.monotonic() < deadline:
+                sent = self.step()
+                due = self.store.due_outbox(self.clock(), limit=1, kinds=("result", "event", "status", "heartbeat"))
+                if not sent and not self.delivery.inflight and not due:
+                    break
+                if not sent:
+                    self.wake.wait(POLL_S)
+                    self.wake.clear()
+            if self.https is not None:
+                deliver_clips_once(self.store, self.https, clock=self.clock,
+                                   media_root=self.settings.paths.data_dir, stop=self.stop_event)
+            self._handle_downlinks()
+        finally:
+            self.stop()
+        stats = self.store.outbox_stats(self.clock())
+        return {"transport": self.delivery.transport() or "none",
+                "delivered": self.delivery.stats.delivered, "failed": self.delivery.stats.failed,
+                "outbox_depth": stats["depth"],
+                "oldest_undelivered_age_s": stats["oldest_undelivered_age_s"],
+                "downlink_rejected": self.cache.rejected_counts(),
+                "last_error": self.delivery.stats.last_error or (self.link.last_error if self.link else "")}
+
+    def _clip_loop(self) -> None:
+        assert self.https is not None
+        while not self.stop_event.is_set():
+            try:
+                n = deliver_clips_once(self.store, self.https, clock=self.clock,
+                                       media_root=self.settings.paths.data_dir, stop=self.stop_event)
+            except Exception:
+                log.exception("clip upload pass failed")
+                n = 0
+            if not n:
+                self.stop_event.wait(2.0)

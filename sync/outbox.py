@@ -1,0 +1,243 @@
+"""Store-and-forward delivery of the outbox: each due row (the head of its session) is
+published QoS 1 over MQTT, or posted over HTTPS when the broker has been unreachable for
+``fallback_after_s``; it is marked delivered only on the broker's successful PUBACK or an
+HTTPS 2xx, and a failure schedules a retry with exponential backoff and jitter.
+It never deletes or skips an undelivered row and never busy-loops.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sync.https import HttpsUplink, UplinkError
+from sync.mqtt import MqttLink
+
+log = logging.getLogger(__name__)
+
+UPLINK_KINDS = ("result", "event", "status", "heartbeat")
+CLIP_KIND = "clip"
+
+
+def backoff_delay(attempts: int, *, base: float = 2.0, cap: float = 300.0,
+                  rng: Callable[[], float] = random.random) -> float:
+    """Seconds before retry number ``attempts + 1``: exponential, capped, with "equal
+    jitter" (half fixed, half random) so a fleet that lost the same broker does not retry
+    in lock-step."""
+    d = min(cap, base * (2 ** min(attempts, 30)))
+    return d / 2 + rng() * d / 2
+
+
+@dataclass
+class DeliveryStats:
+    published: int = 0
+    delivered: int = 0
+    failed: int = 0
+    via_https: int = 0
+    last_error: str = ""
+    by_transport: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _InFlight:
+    row_id: str
+    sent_at: float
+    attempts: int
+
+
+class OutboxDelivery:
+    """Moves outbox rows to the HR side. All store access happens in the caller's thread."""
+
+    def __init__(
+        self, store, link: MqttLink | None, https: HttpsUplink | None, *,
+        clock: Callable[[], float] = time.time, fallback_after_s: float = 300.0,
+        ack_timeout_s: float = 30.0, batch: int = 500, window: int = 1000,
+        rng: Callable[[], float] = random.random,
+    ):
+        self.store = store
+        self.link = link
+        self.https = https
+        self.clock = clock
+        self.fallback_after_s = fallback_after_s
+        self.ack_timeout_s = ack_timeout_s
+        self.batch = batch
+        self.window = window
+        self.rng = rng
+        self.inflight: dict[int, _InFlight] = {}
+        self._inflight_ids: set[str] = set()
+        self.stats = DeliveryStats()
+
+    # --- transport choice -------------------------------------------------------------------
+
+    def transport(self) -> str | None:
+        """"mqtt", "https" (fallback) or None (wait)."""
+        if self.link is not None and self.link.connected.is_set():
+            return "mqtt"
+        if self.https is None:
+            return None
+        if self.link is None:
+            return "https"
+        down = self.link.down_since
+        if down is not None and self.clock() - down >= self.fallback_after_s:
+            return "https"
+        return None
+
+    # --- one step -------------------------------------------------------------------------
+
+    def step(self) -> int:
+        """Handle acks, expire lost ones, send what is due. Returns rows sent this step."""
+        self._collect_acks()
+        self._expire()
+        mode = self.transport()
+        if mode is None:
+            return 0
+        room = self.window - len(self.inflight)
+        if room <= 0:
+            return 0
+        now = self.clock()
+        rows = [r for r in self.store.due_outbox(now, limit=min(self.batch, room) + len(self._inflight_ids),
+                                                 kinds=UPLINK_KINDS)
+                if r.id not in self._inflight_ids][:room]
+        if not rows:
+            return 0
+        if mode == "mqtt":
+            return self._send_mqtt(rows)
+        return self._send_https(rows)
+
+    def _body(self, row) -> bytes:
+        return json.dumps(row.payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    def _send_mqtt(self, rows) -> int:
+        assert self.link is not None
+        sent = 0
+        now = self.clock()
+        for row in rows:
+            mid = self.link.publish(row.topic, self._body(row), msg_id=row.id, created=row.created)
+            if mid is None:
+                break  # disconnected meanwhile; the rows stay due
+            self.inflight[mid] = _InFlight(row.id, now, row.attempts)
+            self._inflight_ids.add(row.id)
+            sent += 1
+        self.stats.published += sent
+        return sent
+
+    def _send_https(self, rows) -> int:
+        assert self.https is not None
+        sent = 0
+        delivered: list[str] = []
+        for row in rows:
+            try:
+                self.https.post_record(row.kind, self._body(row), msg_id=row.id, created=row.created)
+            except UplinkError as e:
+                self._failed(row.id, row.attempts, str(e))
+                if not e.permanent:
+                    break  # the server is unreachable: do not hammer it with the rest
+                continue
+            delivered.append(row.id)
+            sent += 1
+        self._mark_delivered(delivered)
+        self.stats.via_https += len(delivered)
+        return sent
+
+    # --- acknowledgements -------------------------------------------------------------------
+
+    def _collect_acks(self) -> None:
+        if self.link is None:
+            return
+        delivered: list[str] = []
+        while True:
+            try:
+                ack = self.link.acks.get_nowait()
+            except Exception:  # queue.Empty
+                break
+            entry = self.inflight.pop(ack.mid, None)
+            if entry is None:
+                continue  # a heartbeat, or an ack after we gave up on it (re-sent later)
+            self._inflight_ids.discard(entry.row_id)
+            if ack.ok:
+                delivered.append(entry.row_id)
+            else:
+                # e.g. "Not authorized": the broker's ACL refused this topic.
+                self._failed(entry.row_id, entry.attempts, f"broker refused: {ack.reason}")
+        self._mark_delivered(delivered)
+
+    def _mark_delivered(self, ids: list[str]) -> None:
+        if not ids:
+            return
+        at = self.clock()
+        # One transaction for the batch: one fsync instead of one per row.
+        with self.store.transaction():
+            for i in ids:
+                self.store.mark_delivered(i, at)
+        self.stats.delivered += len(ids)
+
+    def _failed(self, row_id: str, attempts: int, error: str) -> None:
+        delay = backoff_delay(attempts, rng=self.rng)
+        self.store.mark_failed(row_id, self.clock() + delay, error)
+        self.stats.failed += 1
+        self.stats.last_error = error
+        log.warning("outbox row %s not delivered (attempt %d): %s; retry in %.0fs",
+                    row_id, attempts + 1, error, delay)
+
+    def _expire(self) -> None:
+        now = self.clock()
+        for mid, entry in list(self.inflight.items()):
+            if now - entry.sent_at > self.ack_timeout_s:
+                del self.inflight[mid]
+                self._inflight_ids.discard(entry.row_id)
+                self._failed(entry.row_id, entry.attempts, f"no PUBACK within {self.ack_timeout_s:.0f}s")
+
+    def forget_inflight(self) -> None:
+        """After a reconnect without a session the broker will not ack old mids."""
+        self.inflight.clear()
+        self._inflight_ids.clear()
+
+    def retry_now(self) -> int:
+        """Make every backing-off row due now (the ``retry_now`` command)."""
+        with self.store.transaction():
+            cur = self.store.db.execute(
+                "UPDATE outbox SET next_attempt = 0 WHERE delivered IS NULL AND next_attempt > 0"
+            )
+            return cur.rowcount
+
+
+def deliver_clips_once(store, https: HttpsUplink, *, clock: Callable[[], float] = time.time,
+                       media_root=None, stop=None, rng: Callable[[], float] = random.random) -> int:
+    """Upload the due ``clip`` rows (one at a time, resumable). Returns how many finished."""
+    from pathlib import Path
+
+    done = 0
+    for row in store.due_outbox(clock(), limit=10, kinds=[CLIP_KIND]):
+        if stop is not None and stop.is_set():
+            break
+        p = row.payload
+        media_id = p.get("media_id") or p.get("id")
+        path = p.get("path")
+        if path is None and media_id:
+            with store.lock:
+                m = store.db.execute("SELECT path FROM media WHERE id = ?", (media_id,)).fetchone()
+            path = m[0] if m else None
+        if path is None:
+            store.mark_failed(row.id, clock() + backoff_delay(row.attempts, rng=rng),
+                              "clip row names no media file")
+            continue
+        path = Path(path)
+        if not path.is_absolute() and media_root is not None:
+            path = Path(media_root) / path
+        meta = {k: p[k] for k in ("session_id", "answer_id", "kind", "question_id") if k in p}
+        try:
+            https.upload_clip(str(media_id or row.id), path, meta, stop=stop)
+        except UplinkError as e:
+            delay = backoff_delay(row.attempts, rng=rng)
+            store.mark_failed(row.id, clock() + delay, str(e))
+            log.warning("clip %s not uploaded: %s; retry in %.0fs", media_id or row.id, e, delay)
+            if not e.permanent:
+                break
+            continue
+        store.mark_delivered(row.id, clock())
+        done += 1
+    return done

@@ -1,0 +1,93 @@
+"""The one door to Qt: every PySide6 name the kiosk uses is imported here.
+
+It also undoes what the OpenCV wheel does to Qt's environment (it points Qt's plugin and
+font paths at its own copies), so it must never be bypassed by importing PySide6 elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+
+# opencv-contrib-python sets these on import to its bundled (older) Qt plugins; Qt must use
+# PySide6's own, or the platform plugin fails to load. Cleared before QApplication exists.
+for _var in ("QT_QPA_PLATFORM_PLUGIN_PATH", "QT_QPA_FONTDIR"):
+    if "cv2" in os.environ.get(_var, ""):
+        os.environ.pop(_var, None)
+
+from PySide6.QtCore import (  # noqa: E402
+    QByteArray,
+    QBuffer,
+    QElapsedTimer,
+    QEvent,
+    QIODevice,
+    QObject,
+    QPoint,
+    QPointF,
+    QRect,
+    QRectF,
+    QSize,
+    Qt,
+    QThread,
+    QTimer,
+    Signal,
+    Slot,
+)
+from PySide6.QtGui import (  # noqa: E402
+    QBrush,
+    QColor,
+    QFont,
+    QFontDatabase,
+    QGuiApplication,
+    QImage,
+    QKeyEvent,
+    QKeySequence,
+    QLinearGradient,
+    QPainter,
+    QPainterPath,
+    QPen,
+    QPixmap,
+    QShortcut,
+)
+from PySide6.QtWidgets import (  # noqa: E402
+    QApplication,
+    QFrame,
+    QGraphicsDropShadowEffect,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSizePolicy,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+
+def clear_cv2_qt_env() -> None:
+    """Call again after importing cv2 and before creating the QApplication."""
+    for var in ("QT_QPA_PLATFORM_PLUGIN_PATH", "QT_QPA_FONTDIR"):
+        if "cv2" in os.environ.get(var, ""):
+            os.environ.pop(var, None)
+
+
+def make_app(argv: list[str] | None = None, *, headless: bool = False) -> QApplication:
+    """The QApplication (created once); headless runs on the offscreen platform."""
+    clear_cv2_qt_env()
+    if headless:
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(argv or ["interview-kiosk"])
+    return app
+
+
+__all__ = [
+    "QApplication", "QBrush", "QBuffer", "QByteArray", "QColor", "QElapsedTimer", "QEvent",
+    "QFont", "QFontDatabase", "QFrame", "QGraphicsDropShadowEffect", "QGridLayout",
+    "QGuiApplication", "QHBoxLayout", "QIODevice", "QImage", "QKeyEvent", "QKeySequence",
+    "QLabel", "QLineEdit", "QLinearGradient", "QObject", "QPainter", "QPainterPath", "QPen",
+    "QPixmap", "QPoint", "QPointF", "QPushButton", "QRect", "QRectF", "QShortcut", "QSize",
+    "QSizePolicy", "QStackedWidget", "QThread", "QTimer", "QVBoxLayout", "QWidget", "Qt",
+    "Signal", "Slot", "clear_cv2_qt_env", "make_app",
+]

@@ -1,0 +1,742 @@
+"""One widget per screen of the interview. A screen renders the session view it is given
+in the current language and emits an intent ("consent_yes", "start_answer", ...) when the
+candidate touches something; it never decides what comes next (device/session does).
+"""
+
+from __future__ import annotations
+
+from kiosk import style
+from kiosk.i18n import tr
+from kiosk.qt import (
+    QGraphicsDropShadowEffect,
+    QColor,
+    QHBoxLayout,
+    QImage,
+    QLabel,
+    QPixmap,
+    QStackedWidget,
+    Qt,
+    QVBoxLayout,
+    QWidget,
+    Signal,
+)
+from kiosk.widgets import (
+    CameraPreview,
+    CountdownRing,
+    Icon,
+    Keypad,
+    LevelMeter,
+    QrView,
+    button,
+    card,
+    label,
+)
+
+
+def _shadow(w: QWidget) -> None:
+    eff = QGraphicsDropShadowEffect(w)
+    eff.setBlurRadius(40)
+    eff.setOffset(0, 8)
+    eff.setColor(QColor(15, 40, 70, 28))
+    w.setGraphicsEffect(eff)
+
+
+def _bilingual(value, lang: str) -> str:
+    """Text from a Bilingual model, a {"zh","en"} dict or a plain string."""
+    if value is None:
+        return ""
+    if hasattr(value, "text"):
+        return value.text(lang)
+    if isinstance(value, dict):
+        return value.get(lang) or value.get("zh") or value.get("en") or ""
+    return str(value)
+
+
+class Screen(QWidget):
+    """Base: `intent` carries what the candidate asked for; `refresh` renders a view."""
+
+    intent = Signal(str)
+    state_name = "screen"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lang = "zh"
+
+    def refresh(self, view, lang: str) -> None:  # pragma: no cover - overridden
+        self.lang = lang
+
+    def tick(self, view) -> None:
+        """Called a few times a second for countdowns; cheap."""
+
+    def texts(self) -> list[str]:
+        """Every visible label/button text (tests check these, not pixels)."""
+        out = []
+        for w in self.findChildren(QLabel) + self.findChildren(type(button(""))):
+            if w.isVisibleTo(self) and w.text():
+                out.append(w.text())
+        return out
+
+    def _emit(self, name: str):
+        return lambda *_: self.intent.emit(name)
+
+
+class MessageScreen(Screen):
+    """A centred card with a big symbol, a title, a sentence and optional buttons: used for
+    verifying, paused, help, finishing, done, declined, abandoned, interrupted and error."""
+
+    def __init__(self, state_name: str, icon: str, title_key: str, sub_key: str,
+                 buttons: list[tuple[str, str, str]] | None = None) -> None:
+        super().__init__()
+        self.state_name = state_name
+        self.title_key, self.sub_key = title_key, sub_key
+        self.fmt: dict = {}
+        outer = QVBoxLayout(self)
+        outer.addStretch(1)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        box = card()
+        _shadow(box)
+        box.setMinimumWidth(760)
+        box.setMaximumWidth(980)
+        lay = QVBoxLayout(box)
+        lay.setContentsMargins(64, 56, 64, 56)
+        lay.setSpacing(22)
+        self.icon = Icon(icon, 128)
+        lay.addWidget(self.icon, 0, Qt.AlignHCenter)
+        self.title = label("", "title", align=Qt.AlignCenter)
+        self.sub = label("", "subtitle", align=Qt.AlignCenter)
+        self.detail = label("", "muted", align=Qt.AlignCenter)
+        self.detail.hide()
+        lay.addWidget(self.title)
+        lay.addWidget(self.sub)
+        lay.addWidget(self.detail)
+        self.buttons: dict[str, object] = {}
+        if buttons:
+            brow = QHBoxLayout()
+            brow.setSpacing(20)
+            brow.addStretch(1)
+            for intent, key, kind in buttons:
+                b = button("", kind)
+                b.clicked.connect(self._emit(intent))
+                b.setProperty("text_key", key)
+                self.buttons[intent] = b
+                brow.addWidget(b)
+            brow.addStretch(1)
+            lay.addSpacing(12)
+            lay.addLayout(brow)
+        row.addWidget(box, 3)
+        row.addStretch(1)
+        outer.addLayout(row)
+        outer.addStretch(1)
+
+    def refresh(self, view, lang: str) -> None:
+        self.lang = lang
+        self.title.setText(tr(self.title_key, lang, **self.fmt))
+        self.sub.setText(tr(self.sub_key, lang, **self.fmt))
+        for b in self.buttons.values():
+            b.setText(tr(b.property("text_key"), lang))
+
+    def set_detail(self, text: str) -> None:
+        self.detail.setText(text)
+        self.detail.setVisible(bool(text))
+
+    def tick(self, view) -> None:
+        self.icon.advance()
+
+
+class IdleScreen(Screen):
+    """The sign-in QR code, and the typed interview-code fallback on a keypad."""
+
+    state_name = "idle"
+    code_submitted = Signal(str)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.code = ""
+        self.qr_seconds = 120
+        self.pages = QStackedWidget(self)
+        QVBoxLayout(self).addWidget(self.pages)
+        self.pages.layout()
+        self._build_qr_page()
+        self._build_code_page()
+
+    def _build_qr_page(self) -> None:
+        page = QWidget()
+        lay = QHBoxLayout(page)
+        lay.setContentsMargins(40, 20, 40, 28)
+        lay.setSpacing(64)
+        left = QVBoxLayout()
+        left.addStretch(2)
+        self.hero = label("", "hero")
+        self.sub = label("", "subtitle")
+        band = card("band")
+        bl = QVBoxLayout(band)
+        bl.setContentsMargins(28, 20, 28, 20)
+        self.steps = label("", "body")
+        bl.addWidget(self.steps)
+        left.addWidget(self.hero)
+        left.addSpacing(8)
+        left.addWidget(self.sub)
+        left.addSpacing(28)
+        left.addWidget(band)
+        left.addSpacing(36)
+        self.code_btn = button("", "secondary")
+        self.code_btn.clicked.connect(self.show_code_page)
+        left.addWidget(self.code_btn, 0, Qt.AlignLeft)
+        left.addStretch(3)
+        lay.addLayout(left, 5)
+        qr_card = card()
+        _shadow(qr_card)
+        ql = QVBoxLayout(qr_card)
+        ql.setContentsMargins(36, 36, 36, 28)
+        ql.setSpacing(16)
+        self.qr = QrView()
+        self.qr.setMinimumSize(360, 360)
+        ql.addWidget(self.qr, 1)
+        self.qr_note = label("", "muted", align=Qt.AlignCenter)
+        ql.addWidget(self.qr_note)
+        right = QVBoxLayout()
+        right.addStretch(1)
+        right.addWidget(qr_card)
+        right.addStretch(1)
+        lay.addLayout(right, 4)
+        self.pages.addWidget(page)
+
+    def _build_code_page(self) -> None:
+        page = QWidget()
+        lay = QHBoxLayout(page)
+        lay.setContentsMargins(40, 10, 40, 28)
+        lay.setSpacing(56)
+        left = QVBoxLayout()
+        left.addStretch(1)
+        self.code_title = label("", "title")
+        self.code_sub = label("", "subtitle")
+        self.code_field = label("", "code", wrap=False)
+        self.code_field.setMinimumHeight(96)
+        self.code_error = label("", "error")
+        left.addWidget(self.code_title)
+        left.addWidget(self.code_sub)
+        left.addSpacing(24)
+        left.addWidget(self.code_field)
+        left.addWidget(self.code_error)
+        left.addSpacing(16)
+        brow = QHBoxLayout()
+        brow.setSpacing(18)
+        self.code_back = button("", "ghost")
+        self.code_back.clicked.connect(self.show_qr_page)
+        self.code_ok = button("", "primary")
+        self.code_ok.clicked.connect(self._submit)
+        brow.addWidget(self.code_back)
+        brow.addWidget(self.code_ok)
+        brow.addStretch(1)
+        left.addLayout(brow)
+        left.addStretch(1)
+        lay.addLayout(left, 5)
+        pad_card = card()
+        _shadow(pad_card)
+        pl = QVBoxLayout(pad_card)
+        pl.setContentsMargins(28, 28, 28, 28)
+        self.keypad = Keypad("123456789C0<")
+        self.keypad.key.connect(self._key)
+        pl.addWidget(self.keypad)
+        right = QVBoxLayout()
+        right.addStretch(1)
+        right.addWidget(pad_card)
+        right.addStretch(1)
+        lay.addLayout(right, 4)
+        self.pages.addWidget(page)
+
+    def show_code_page(self) -> None:
+        self.code = ""
+        self.code_error.setText("")
+        self._show_code()
+        self.pages.setCurrentIndex(1)
+
+    def show_qr_page(self) -> None:
+        self.pages.setCurrentIndex(0)
+
+    def _key(self, k: str) -> None:
+        if k == "C":
+            self.code = ""
+        elif k == "<":
+            self.code = self.code[:-1]
+        elif len(self.code) < 12:
+            self.code += k
+        self.code_error.setText("")
+        self._show_code()
+
+    def type_code(self, code: str) -> None:
+        """Enter a code key by key (the demo's candidate uses the keypad like a person)."""
+        for ch in code:
+            if ch in self.keypad.buttons:
+                self.keypad.buttons[ch].click()
+
+    def _show_code(self) -> None:
+        self.code_field.setText(" ".join(self.code) if self.code else "—")
+        self.code_ok.setEnabled(len(self.code) >= 4)
+
+    def _submit(self) -> None:
+        if len(self.code) >= 4:
+            self.code_submitted.emit(self.code)
+
+    def show_refusal(self, text: str) -> None:
+        self.code_error.setText(text)
+
+    def set_qr(self, url: str | None, seconds: float) -> None:
+        self.qr_seconds = int(seconds)
+        if url:
+            self.qr.set_text(url)
+            self.qr.show()
+        else:
+            self.qr.hide()
+        self._qr_ok = bool(url)
+        self.qr_note.setText(tr("idle_qr_expires" if url else "idle_no_qr", self.lang, s=self.qr_seconds))
+
+    def refresh(self, view, lang: str) -> None:
+        self.lang = lang
+        self.hero.setText(tr("idle_title", lang))
+        self.sub.setText(tr("idle_sub", lang))
+        self.steps.setText(tr("idle_steps", lang))
+        self.code_btn.setText(tr("idle_code_btn", lang))
+        self.qr_note.setText(tr("idle_qr_expires" if getattr(self, "_qr_ok", True) else "idle_no_qr", lang, s=self.qr_seconds))
+        self.code_title.setText(tr("code_title", lang))
+        self.code_sub.setText(tr("code_sub", lang))
+        self.code_back.setText(tr("code_back", lang))
+        self.code_ok.setText(tr("code_ok", lang))
+        self._show_code()
+
+
+class WelcomeScreen(Screen):
+    """Greeting, the interview plan, and explicit consent (agree / decline)."""
+
+    state_name = "welcome"
+
+    def __init__(self) -> None:
+        super().__init__()
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(40, 10, 40, 28)
+        lay.setSpacing(56)
+        left = QVBoxLayout()
+        left.addStretch(1)
+        self.hello = label("", "hero")
+        self.job = label("", "chip", wrap=False)
+        self.plan = label("", "subtitle")
+        left.addWidget(self.hello)
+        left.addSpacing(6)
+        left.addWidget(self.job, 0, Qt.AlignLeft)
+        left.addSpacing(18)
+        left.addWidget(self.plan)
+        left.addStretch(2)
+        lay.addLayout(left, 4)
+        box = card()
+        _shadow(box)
+        bl = QVBoxLayout(box)
+        bl.setContentsMargins(44, 40, 44, 40)
+        bl.setSpacing(18)
+        self.consent_title = label("", "title")
+        bl.addWidget(self.consent_title)
+        self.items = []
+        for _ in range(4):
+            row = QHBoxLayout()
+            row.setSpacing(16)
+            ic = Icon("ok", 34)
+            lab = label("", "body")
+            row.addWidget(ic, 0, Qt.AlignTop)
+            row.addWidget(lab, 1)
+            bl.addLayout(row)
+            self.items.append(lab)
+        bl.addSpacing(14)
+        brow = QHBoxLayout()
+        brow.setSpacing(18)
+        self.no = button("", "ghost")
+        self.no.clicked.connect(self._emit("consent_no"))
+        self.yes = button("", "primary")
+        self.yes.clicked.connect(self._emit("consent_yes"))
+        brow.addWidget(self.no)
+        brow.addStretch(1)
+        brow.addWidget(self.yes)
+        bl.addLayout(brow)
+        right = QVBoxLayout()
+        right.addStretch(1)
+        right.addWidget(box)
+        right.addStretch(1)
+        lay.addLayout(right, 6)
+
+    def refresh(self, view, lang: str) -> None:
+        self.lang = lang
+        name = getattr(view, "candidate_name", None) or ""
+        self.hello.setText(tr("welcome_title", lang, name=name) if name else tr("idle_title", lang))
+        job = _bilingual(getattr(view, "job_title", None), lang)
+        self.job.setText(tr("welcome_job", lang, job=job))
+        self.job.setVisible(bool(job))
+        total = getattr(view, "total", 0) or 0
+        minutes = max(1, round(getattr(view, "planned_s", 0) / 60)) if getattr(view, "planned_s", 0) else max(1, total * 2)
+        self.plan.setText(tr("welcome_plan", lang, n=total, min=minutes))
+        self.consent_title.setText(tr("consent_title", lang))
+        for i, lab in enumerate(self.items):
+            lab.setText(tr(f"consent_{i + 1}", lang))
+        self.no.setText(tr("consent_no", lang))
+        self.yes.setText(tr("consent_yes", lang))
+
+
+class DeviceCheckScreen(Screen):
+    """Live preview with the face oval, the microphone meter and the self-test's results."""
+
+    state_name = "device_check"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.results: dict[str, tuple[bool | None, str]] = {}
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(40, 10, 40, 28)
+        lay.setSpacing(40)
+        self.preview = CameraPreview()
+        self.preview.setMinimumSize(560, 420)
+        lay.addWidget(self.preview, 6)
+        box = card()
+        _shadow(box)
+        bl = QVBoxLayout(box)
+        bl.setContentsMargins(40, 36, 40, 36)
+        bl.setSpacing(14)
+        self.title = label("", "title")
+        self.sub = label("", "muted")
+        bl.addWidget(self.title)
+        bl.addWidget(self.sub)
+        bl.addSpacing(10)
+        self.rows: dict[str, tuple[QLabel, QLabel]] = {}
+        for key in ("camera", "face", "mic"):
+            row = QHBoxLayout()
+            name = label("", "body", wrap=False)
+            status = label("", "muted", wrap=False)
+            row.addWidget(name)
+            row.addStretch(1)
+            row.addWidget(status)
+            bl.addLayout(row)
+            self.rows[key] = (name, status)
+            if key == "mic":
+                self.meter = LevelMeter()
+                bl.addWidget(self.meter)
+        self.hint = label("", "body")
+        self.hint.setMinimumHeight(60)
+        bl.addWidget(self.hint)
+        bl.addStretch(1)
+        brow = QHBoxLayout()
+        brow.setSpacing(16)
+        self.retry = button("", "ghost")
+        self.retry.clicked.connect(self._emit("check_retry"))
+        self.go = button("", "primary")
+        self.go.clicked.connect(self._emit("check_continue"))
+        brow.addWidget(self.retry)
+        brow.addStretch(1)
+        brow.addWidget(self.go)
+        bl.addLayout(brow)
+        lay.addWidget(box, 4)
+
+    def set_results(self, results: dict[str, tuple[bool | None, str]]) -> None:
+        """name -> (ok / None while running, hint in the current language)."""
+        self.results = results
+        self._render_results()
+
+    def _render_results(self) -> None:
+        lang = self.lang
+        hints = []
+        all_ok = True
+        for key, (_, status) in self.rows.items():
+            ok, hint = self.results.get(key, (None, ""))
+            if ok is None:
+                status.setText(tr("check_running", lang))
+                status.setObjectName("muted")
+                all_ok = False
+            elif ok:
+                status.setText("✓ " + tr("check_ok", lang))
+                status.setObjectName("ok")
+            else:
+                status.setText("✗ " + tr("check_fix", lang))
+                status.setObjectName("bad")
+                all_ok = False
+                if hint:
+                    hints.append(hint)
+            status.style().unpolish(status)
+            status.style().polish(status)
+        face = self.results.get("face", (None, ""))[0]
+        self.preview.set_face_ok(face)
+        if hints:
+            self.hint.setText(hints[0])
+        elif all_ok:
+            self.hint.setText(tr("check_face_ok", lang))
+        else:
+            self.hint.setText(tr("check_speak", lang))
+        self.go.setEnabled(all_ok)
+
+    def refresh(self, view, lang: str) -> None:
+        self.lang = lang
+        self.title.setText(tr("check_title", lang))
+        self.sub.setText(tr("check_sub", lang))
+        for key, tkey in (("camera", "check_camera"), ("face", "check_face"), ("mic", "check_mic")):
+            self.rows[key][0].setText(tr(tkey, lang))
+        self.retry.setText(tr("check_retry", lang))
+        self.go.setText(tr("check_continue", lang))
+        self._render_results()
+
+
+class QuestionScreen(Screen):
+    """The question, its prompt media, the preparation / answer countdown, the recording
+    indicator, live captions, and start / done / retake / next."""
+
+    state_name = "question"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mode = "prepare"   # prepare | answer | saving | review
+        self.total_s = 1.0
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(40, 4, 40, 28)
+        lay.setSpacing(18)
+        top = QHBoxLayout()
+        self.progress = label("", "chip", wrap=False)
+        self.dots = QHBoxLayout()
+        self.dots.setSpacing(8)
+        top.addWidget(self.progress)
+        top.addSpacing(16)
+        top.addLayout(self.dots)
+        top.addStretch(1)
+        self.rec = label("", "recording", wrap=False)
+        self.rec.setMinimumHeight(44)
+        top.addWidget(self.rec)
+        lay.addLayout(top)
+        body = QHBoxLayout()
+        body.setSpacing(32)
+        qcard = card()
+        _shadow(qcard)
+        ql = QVBoxLayout(qcard)
+        ql.setContentsMargins(48, 40, 48, 36)
+        ql.setSpacing(20)
+        self.question = label("", "question")
+        self.question.setTextInteractionFlags(Qt.NoTextInteraction)
+        ql.addWidget(self.question)
+        self.media = QLabel()
+        self.media.setAlignment(Qt.AlignCenter)
+        self.media.hide()
+        ql.addWidget(self.media, 1)
+        self.media_video = CameraPreview()
+        self.media_video.show_guide = False
+        self.media_video.hide()
+        ql.addWidget(self.media_video, 1)
+        ql.addStretch(1)
+        self.cap_title = label("", "muted", wrap=False)
+        self.captions = label("", "caption")
+        self.captions.setMinimumHeight(84)
+        self.captions.setAlignment(Qt.AlignLeft | Qt.AlignTop)
+        ql.addWidget(self.cap_title)
+        ql.addWidget(self.captions)
+        body.addWidget(qcard, 7)
+        side = QVBoxLayout()
+        side.setSpacing(18)
+        self.phase = label("", "subtitle", align=Qt.AlignCenter)
+        self.ring = CountdownRing(diameter=190)
+        self.self_view = CameraPreview()
+        self.self_view.setFixedSize(300, 225)
+        self.hint = label("", "muted", align=Qt.AlignCenter)
+        side.addWidget(self.phase)
+        side.addWidget(self.ring, 0, Qt.AlignHCenter)
+        side.addWidget(self.hint)
+        side.addStretch(1)
+        side.addWidget(self.self_view, 0, Qt.AlignHCenter)
+        body.addLayout(side, 3)
+        lay.addLayout(body, 1)
+        brow = QHBoxLayout()
+        brow.setSpacing(18)
+        brow.addStretch(1)
+        self.retake = button("", "ghost")
+        self.retake.clicked.connect(self._emit("retake"))
+        self.start = button("", "primary")
+        self.start.clicked.connect(self._emit("start_answer"))
+        self.done = button("", "primary")
+        self.done.clicked.connect(self._emit("answer_done"))
+        self.next = button("", "primary")
+        self.next.clicked.connect(self._emit("next"))
+        for b in (self.retake, self.start, self.done, self.next):
+            b.setMinimumWidth(240)
+            brow.addWidget(b)
+        lay.addLayout(brow)
+
+    def set_mode(self, mode: str) -> None:
+        self.mode = mode
+
+    def set_media(self, kind: str, pixmap: QPixmap | None = None) -> None:
+        self.media.setVisible(kind == "image" and pixmap is not None)
+        self.media_video.setVisible(kind == "video")
+        if kind == "image" and pixmap is not None:
+            self.media.setPixmap(pixmap.scaled(640, 300, Qt.KeepAspectRatio, Qt.SmoothTransformation))
+
+    def set_video_frame(self, image: QImage) -> None:
+        self.media_video.set_image(image)
+
+    def set_captions(self, text: str) -> None:
+        if text:
+            # Show the tail: the newest words matter, and the box has a fixed height.
+            self.captions.setText(("…" + text[-160:]) if len(text) > 160 else text)
+        else:
+            self.captions.setText(tr("q_captions_wait", self.lang))
+
+    def refresh(self, view, lang: str) -> None:
+        self.lang = lang
+        q = getattr(view, "question", None)
+        i = (getattr(view, "index", 0) or 0) + 1
+        n = getattr(view, "total", 0) or 0
+        self.progress.setText(tr("q_progress", lang, i=i, n=n))
+        self._render_dots(i, n)
+        self.question.setText(_bilingual(getattr(q, "prompt", None), lang))
+        self.cap_title.setText(tr("q_captions", lang))
+        if not self.captions.text() or self.mode != "answer":
+            self.set_captions("" if self.mode != "review" else self.captions.text())
+        mode = self.mode
+        self.phase.setText(tr("q_prepare" if mode == "prepare" else "q_answer", lang) if mode in ("prepare", "answer") else "")
+        self.rec.setText(tr("q_recording", lang))
+        self.rec.setVisible(mode == "answer")
+        self.hint.setText({"prepare": tr("q_prepare_hint", lang), "saving": tr("q_saving", lang),
+                           "review": tr("q_review_title", lang)}.get(mode, ""))
+        left = getattr(view, "retakes_left", 0) or 0
+        self.retake.setText(tr("q_retake", lang, n=left))
+        self.start.setText(tr("q_start", lang))
+        self.done.setText(tr("q_done", lang))
+        last = i >= n
+        self.next.setText(tr("q_finish" if last else "q_next", lang))
+        self.start.setVisible(mode == "prepare")
+        self.done.setVisible(mode == "answer")
+        self.retake.setVisible(mode == "review" and left > 0)
+        self.next.setVisible(mode == "review")
+        self.ring.setVisible(mode in ("prepare", "answer"))
+        if q is not None:
+            self.total_s = float(q.preparation_s if mode == "prepare" else q.answer_s) or 1.0
+        self.tick(view)
+
+    def _render_dots(self, i: int, n: int) -> None:
+        while self.dots.count() < n:
+            d = QLabel()
+            d.setFixedSize(14, 14)
+            self.dots.addWidget(d)
+        for k in range(self.dots.count()):
+            w = self.dots.itemAt(k).widget()
+            w.setVisible(k < n)
+            color = style.BRAND if k < i else style.LINE
+            w.setStyleSheet(f"background: {color}; border-radius: 7px;")
+
+    def tick(self, view) -> None:
+        remaining = getattr(view, "remaining_s", None)
+        if remaining is not None and self.mode in ("prepare", "answer"):
+            self.ring.set_time(remaining, self.total_s, tr("q_seconds", self.lang),
+                               urgent_below=10 if self.mode == "answer" else 3)
+
+
+class TechnicianScreen(Screen):
+    """PIN entry (with lockout) and the service panel: device, self-test, outbox, quit."""
+
+    state_name = "technician"
+    pin_entered = Signal(str)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pin = ""
+        self.pages = QStackedWidget(self)
+        QVBoxLayout(self).addWidget(self.pages)
+        # PIN page
+        page = QWidget()
+        lay = QHBoxLayout(page)
+        lay.setContentsMargins(40, 10, 40, 28)
+        lay.setSpacing(56)
+        left = QVBoxLayout()
+        left.addStretch(1)
+        self.title = label("", "title")
+        self.sub = label("", "subtitle")
+        self.pin_field = label("", "code", wrap=False)
+        self.pin_field.setMinimumHeight(96)
+        self.error = label("", "error")
+        left.addWidget(self.title)
+        left.addWidget(self.sub)
+        left.addSpacing(20)
+        left.addWidget(self.pin_field)
+        left.addWidget(self.error)
+        brow = QHBoxLayout()
+        self.cancel = button("", "ghost")
+        self.cancel.clicked.connect(self._emit("tech_cancel"))
+        self.ok = button("OK", "primary")
+        self.ok.clicked.connect(lambda: self.pin_entered.emit(self.pin))
+        brow.addWidget(self.cancel)
+        brow.addWidget(self.ok)
+        brow.addStretch(1)
+        left.addSpacing(12)
+        left.addLayout(brow)
+        left.addStretch(1)
+        lay.addLayout(left, 5)
+        pad_card = card()
+        pl = QVBoxLayout(pad_card)
+        pl.setContentsMargins(28, 28, 28, 28)
+        self.keypad = Keypad("123456789C0<")
+        self.keypad.key.connect(self._key)
+        pl.addWidget(self.keypad)
+        right = QVBoxLayout()
+        right.addStretch(1)
+        right.addWidget(pad_card)
+        right.addStretch(1)
+        lay.addLayout(right, 4)
+        self.pages.addWidget(page)
+        # panel page
+        panel = QWidget()
+        pl2 = QVBoxLayout(panel)
+        pl2.setContentsMargins(40, 10, 40, 10)
+        pl2.setSpacing(16)
+        self.panel_title = label("", "title")
+        pl2.addWidget(self.panel_title)
+        info = card()
+        il = QVBoxLayout(info)
+        il.setContentsMargins(36, 28, 36, 28)
+        self.info = label("", "body")
+        self.info.setTextFormat(Qt.PlainText)
+        il.addWidget(self.info)
+        pl2.addWidget(info, 1)
+        prow = QHBoxLayout()
+        prow.setSpacing(18)
+        self.selftest = button("", "secondary")
+        self.selftest.clicked.connect(self._emit("tech_selftest"))
+        self.quit = button("", "ghost")
+        self.quit.clicked.connect(self._emit("tech_quit"))
+        self.leave = button("", "primary")
+        self.leave.clicked.connect(self._emit("tech_leave"))
+        prow.addWidget(self.selftest)
+        prow.addWidget(self.quit)
+        prow.addStretch(1)
+        prow.addWidget(self.leave)
+        pl2.addLayout(prow)
+        self.pages.addWidget(panel)
+
+    def _key(self, k: str) -> None:
+        if k == "C":
+            self.pin = ""
+        elif k == "<":
+            self.pin = self.pin[:-1]
+        elif len(self.pin) < 12:
+            self.pin += k
+        self.pin_field.setText("●" * len(self.pin) if self.pin else "—")
+
+    def show_pin(self, error: str = "") -> None:
+        self.pin = ""
+        self.pin_field.setText("—")
+        self.error.setText(error)
+        self.pages.setCurrentIndex(0)
+
+    def show_panel(self, info: str) -> None:
+        self.info.setText(info)
+        self.pages.setCurrentIndex(1)
+
+    def refresh(self, view, lang: str) -> None:
+        self.lang = lang
+        self.title.setText(tr("tech_title", lang))
+        self.sub.setText(tr("tech_sub", lang))
+        self.cancel.setText(tr("code_back", lang))
+        self.panel_title.setText(tr("tech_panel", lang))
+        self.selftest.setText(tr("tech_selftest", lang))
+        self.quit.setText(tr("tech_exit_app", lang))
+        self.leave.setText(tr("tech_leave", lang))
+        if not self.pin_field.text():
+            self.pin_field.setText("—")

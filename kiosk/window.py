@@ -1,0 +1,712 @@
+"""The kiosk window: header, the screen for the session's state, and the wiring between the
+candidate's touches, the capture pipeline and device/session's state machine.
+
+It translates (touch -> event, state -> screen, worker result -> event) and keeps the GUI
+thread free: nothing here waits on a device, a model or the disk for more than a moment.
+It never decides the interview's course; SessionMachine does.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from device import session as ses
+from kiosk import style
+from kiosk.i18n import tr
+from kiosk.pin import PinGate
+from kiosk.qt import (
+    QApplication,
+    QElapsedTimer,
+    QEvent,
+    QHBoxLayout,
+    QObject,
+    QPixmap,
+    QStackedWidget,
+    Qt,
+    QTimer,
+    QVBoxLayout,
+    QWidget,
+    Signal,
+)
+from kiosk.screens import (
+    DeviceCheckScreen,
+    IdleScreen,
+    MessageScreen,
+    QuestionScreen,
+    Screen,
+    TechnicianScreen,
+    WelcomeScreen,
+)
+from kiosk.widgets import Header, label, to_qimage
+
+log = logging.getLogger(__name__)
+
+S = ses.State
+QUESTION_STATES = {S.PREPARE, S.ANSWER, S.REVIEW}
+HELP_STATES = {S.DEVICE_CHECK, S.PREPARE, S.ANSWER, S.REVIEW, S.PAUSED, S.WELCOME}
+# States where the hidden technician gesture is honoured (never in a candidate's interview).
+TECH_STATES = {S.IDLE, S.DONE, S.DECLINED, S.ABANDONED, S.INTERRUPTED, S.FAILED}
+
+
+class Bridge(QObject):
+    """Signals emitted from worker threads; Qt queues them onto the GUI thread."""
+
+    preview = Signal(object)       # QImage
+    faces = Signal(int)
+    presence = Signal(str)         # "lost" | "returned"
+    hardware = Signal(str, str)    # component, detail
+    answer = Signal(object)        # capture.AnswerResult
+    answer_error = Signal(str)
+    selftest = Signal(object)      # list[CheckResult]
+    media_frame = Signal(object)   # QImage of a video prompt
+
+
+class StallMonitor(QObject):
+    """Measures how long the GUI event loop was blocked: a 10 ms timer that notes late
+    firings. Figures go to logs and the demo's report, never into a test assertion."""
+
+    def __init__(self, parent=None, interval_ms: int = 10) -> None:
+        super().__init__(parent)
+        self.interval_ms = interval_ms
+        self.max_stall_ms = 0.0
+        self.stalls_over_50ms = 0
+        self.samples = 0
+        self._clock = QElapsedTimer()
+        self._timer = QTimer(self)
+        self._timer.setTimerType(Qt.PreciseTimer)
+        self._timer.timeout.connect(self._beat)
+
+    def start(self) -> None:
+        self._clock.start()
+        self._last = 0
+        self._timer.start(self.interval_ms)
+
+    def reset(self) -> None:
+        self.max_stall_ms = 0.0
+        self.stalls_over_50ms = 0
+        self.samples = 0
+
+    def _beat(self) -> None:
+        now = self._clock.elapsed()
+        stall = now - self._last - self.interval_ms
+        self._last = now
+        self.samples += 1
+        if stall > self.max_stall_ms:
+            self.max_stall_ms = float(stall)
+        if stall > 50:
+            self.stalls_over_50ms += 1
+
+
+class KioskWindow(QWidget):
+    """The whole terminal UI. Parts are given, not looked up: settings, store, the session
+    machine, the capture pipeline, the face counter, sign-in functions and a clock."""
+
+    screen_changed = Signal(str)   # state name shown (tests and the demo's screenshots)
+
+    def __init__(self, settings, store, machine, pipeline, *, clock: Callable[[], float] = time.time,
+                 audit=None, media_root: Path | None = None, signin=None, selftest=None,
+                 lang: str | None = None) -> None:
+        super().__init__()
+        self.settings = settings
+        self.store = store
+        self.machine = machine
+        self.pipeline = pipeline
+        self.clock = clock
+        self.audit = audit
+        self.media_root = Path(media_root) if media_root else None
+        self.signin = signin
+        self.selftest_fn = selftest
+        self.lang = lang or settings.device.default_language
+        self.view = machine.view
+        self.state = None
+        self.technician = False
+        self.allow_close = False
+        self._answer_ending = False
+        self._qr = None
+        self._selftest_running = False
+        self._selftest_results: dict = {}
+        self._face_seen_at = 0.0
+        self._last_faces = 0
+        self._video_prompt = None
+        self._ready_sent = False
+        self.shown_states: list[str] = []
+        self.pin_gate = PinGate(settings.kiosk.technician_pin_hash, store, clock=clock)
+
+        self.setObjectName("root")
+        self.setWindowTitle(settings.device.company_name or "Interview kiosk")
+        self.setWindowFlags(Qt.FramelessWindowHint | Qt.Window)
+        root = QVBoxLayout(self)
+        root.setContentsMargins(0, 0, 0, 0)
+        root.setSpacing(0)
+        dev = settings.device
+        site = " · ".join(x for x in (dev.site_name, dev.site_location) if x)
+        self.header = Header(dev.company_name or "", site)
+        self.header.lang_clicked.connect(self.toggle_language)
+        self.header.help_clicked.connect(lambda: self._send(ses.HelpRequested()))
+        self.header.secret_gesture.connect(self.open_technician)
+        root.addWidget(self.header)
+        self.stack = QStackedWidget()
+        body = QVBoxLayout()
+        body.setContentsMargins(0, 16, 0, 0)
+        body.addWidget(self.stack, 1)
+        root.addLayout(body, 1)
+        foot = QHBoxLayout()
+        foot.setContentsMargins(32, 0, 32, 12)
+        self.footnote = label("", "footnote", wrap=False)
+        foot.addWidget(self.footnote)
+        foot.addStretch(1)
+        root.addLayout(foot)
+
+        self.screens: dict[str, Screen] = {}
+        self.idle = self._add(IdleScreen())
+        self.idle.code_submitted.connect(self.submit_code)
+        self._add(MessageScreen("verifying", "spinner", "verifying_title", "verifying_sub"))
+        self.welcome = self._add(WelcomeScreen())
+        self.check = self._add(DeviceCheckScreen())
+        self.question = self._add(QuestionScreen())
+        self._add(MessageScreen("paused", "pause", "paused_title", "paused_sub"))
+        self._add(MessageScreen("help", "help", "help_title", "help_sub",
+                                [("help_resolved", "help_resume", "primary")]))
+        self._add(MessageScreen("finishing", "spinner", "finishing_title", "finishing_sub"))
+        self._add(MessageScreen("done", "ok", "done_title", "done_sub"))
+        self._add(MessageScreen("declined", "info", "declined_title", "declined_sub"))
+        self._add(MessageScreen("abandoned", "info", "abandoned_title", "abandoned_sub"))
+        self._add(MessageScreen("interrupted", "warn", "interrupted_title", "interrupted_sub"))
+        self.error = self._add(MessageScreen("failed", "error", "error_title", "error_sub"))
+        self.tech = self._add(TechnicianScreen())
+        self.tech.pin_entered.connect(self.try_pin)
+
+        self.bridge = Bridge()
+        self.bridge.preview.connect(self._on_preview)
+        self.bridge.faces.connect(self._on_faces)
+        self.bridge.presence.connect(self._on_presence)
+        self.bridge.hardware.connect(self._on_hardware)
+        self.bridge.answer.connect(self._on_answer)
+        self.bridge.answer_error.connect(self._on_answer_error)
+        self.bridge.selftest.connect(self._on_selftest)
+        self.bridge.media_frame.connect(self.question.set_video_frame)
+        if pipeline is not None:
+            # Worker threads -> signals; the QImage conversion happens on the camera thread.
+            pipeline.on_preview = lambda f: self.bridge.preview.emit(to_qimage(f.image, 480))
+            pipeline.on_faces = self.bridge.faces.emit
+            pipeline.on_presence = self.bridge.presence.emit
+            pipeline.on_hardware = self.bridge.hardware.emit
+            pipeline.on_answer = self.bridge.answer.emit
+            pipeline.on_answer_error = self.bridge.answer_error.emit
+
+        self.stall = StallMonitor(self)
+        self._tick = QTimer(self)
+        self._tick.timeout.connect(self._on_tick)
+        self._poll = QTimer(self)
+        self._poll.timeout.connect(self._poll_verifications)
+        self._meter = QTimer(self)
+        self._meter.timeout.connect(self._update_meter)
+        self._watchdog = QTimer(self)
+        self._watchdog.timeout.connect(lambda: self._sd("WATCHDOG=1"))
+        machine.subscribe(self._on_view_changed)
+        self.setStyleSheet(style.stylesheet(self._scale()))
+
+    # -- set-up -----------------------------------------------------------------------------
+    def _add(self, screen: Screen) -> Screen:
+        self.screens[screen.state_name] = screen
+        self.stack.addWidget(screen)
+        screen.intent.connect(self.on_intent)
+        return screen
+
+    def _scale(self) -> float:
+        screen = QApplication.primaryScreen()
+        if screen is None:
+            return 1.0
+        g = screen.geometry()
+        return max(1.0, min(g.width() / 1280, g.height() / 800, 2.0))
+
+    def start(self) -> None:
+        """Start timers and capture, show the first screen."""
+        QApplication.instance().installEventFilter(self)
+        if self.pipeline is not None:
+            self.pipeline.start()
+        self.stall.start()
+        self._tick.start(250)
+        self._poll.start(200)
+        self._meter.start(100)
+        interval = self._sd_interval()
+        self._watchdog.start(int((interval or 10.0) * 1000))
+        self._on_view_changed(self.machine.view)
+
+    def stop(self) -> None:
+        for t in (self._tick, self._poll, self._meter, self._watchdog):
+            t.stop()
+        self._stop_video_prompt()
+        if self.pipeline is not None:
+            self.pipeline.stop()
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if not self._ready_sent:
+            self._ready_sent = True
+            QTimer.singleShot(0, lambda: self._sd("READY=1"))
+
+    @staticmethod
+    def _sd(state: str) -> bool:
+        try:
+            from device import sdnotify
+        except ImportError:
+            return False
+        try:
+            return bool(sdnotify.notify(state))
+        except Exception:
+            log.exception("sd_notify failed")
+            return False
+
+    @staticmethod
+    def _sd_interval() -> float | None:
+        try:
+            from device import sdnotify
+
+            return sdnotify.watchdog_interval()
+        except Exception:
+            return None
+
+    # -- keyboard: the candidate must not be able to leave the app --------------------------
+    def eventFilter(self, obj, event) -> bool:
+        if event.type() == QEvent.KeyPress and not self.technician:
+            key, mods = event.key(), event.modifiers()
+            if key == Qt.Key_Escape or (key == Qt.Key_F4 and mods & Qt.AltModifier) or \
+                    (key == Qt.Key_Q and mods & Qt.ControlModifier) or \
+                    (key == Qt.Key_W and mods & Qt.ControlModifier):
+                log.info("closing shortcut ignored outside technician mode")
+                return True
+        return False
+
+    def keyPressEvent(self, event) -> None:
+        if self.eventFilter(self, event):
+            return
+        super().keyPressEvent(event)
+
+    def closeEvent(self, event) -> None:
+        if self.allow_close or self.technician:
+            event.accept()
+        else:
+            event.ignore()
+
+    # -- language ----------------------------------------------------------------------------
+    def toggle_language(self) -> None:
+        langs = list(self.settings.device.languages) or ["zh", "en"]
+        if len(langs) < 2:
+            return
+        self.lang = langs[(langs.index(self.lang) + 1) % len(langs)] if self.lang in langs else langs[0]
+        self._render()
+
+    # -- the state machine -> screens ---------------------------------------------------------
+    def _send(self, event) -> None:
+        try:
+            self.machine.handle(event)
+        except Exception:  # the machine must never take the UI down with it
+            log.exception("session machine failed on %s", type(event).__name__)
+
+    def _screen_for(self, state) -> str:
+        if state in QUESTION_STATES:
+            return "question"
+        return str(state.value if hasattr(state, "value") else state)
+
+    def _on_view_changed(self, view) -> None:
+        previous = self.state
+        self.view = view
+        self.state = view.state
+        if previous != self.state:
+            self._enter(self.state, previous)
+        if not self.technician:
+            self._render()
+
+    def _enter(self, state, previous) -> None:
+        log.info("screen %s -> %s", previous, state)
+        p = self.pipeline
+        if state != S.ANSWER and previous == S.ANSWER and p is not None and p.recording \
+                and state not in (S.PAUSED, S.HELP) and not self._answer_ending:
+            # Left ANSWER without AnswerFinished (hardware failed, reset): the partial
+            # recording is not an answer; delete it.
+            p.abort_answer()
+        if state in (S.IDLE, S.DONE, S.DECLINED, S.ABANDONED, S.INTERRUPTED, S.FAILED):
+            if p is not None:
+                p.watch_presence = False
+                p.abort_answer()
+            self._answer_ending = False
+            self._stop_video_prompt()
+            self.check.preview.clear()
+            self.question.self_view.clear()
+            self.question.set_captions("")
+        if state == S.IDLE:
+            self.idle.show_qr_page()
+            self._refresh_qr(force=True)
+        elif state == S.DEVICE_CHECK:
+            self._run_selftest()
+        elif state == S.PREPARE:
+            self._answer_ending = False
+            self.question.set_mode("prepare")
+            self.question.set_captions("")
+            self._show_prompt_media(self.view.question)
+            if p is not None:
+                p.watch_presence = True
+                p.presence.reset(time.monotonic())
+                job = self._job()
+                p.prepare_analyzer(self._analyzer_key(), self.view.question, job, self.settings)
+        elif state == S.ANSWER:
+            self.question.set_mode("answer")
+            if p is not None and not p.recording and not self._answer_ending:
+                p.watch_presence = True
+                p.begin_answer(self._session_id(), self._analyzer_key(), self.view.question,
+                               self._job(), self.settings)
+        elif state == S.REVIEW:
+            self._answer_ending = False
+            self.question.set_mode("review")
+        elif state == S.FINISHING:
+            if p is not None:
+                p.watch_presence = False
+        self.screen_changed.emit(self._screen_for(state))
+        self.shown_states.append(self._screen_for(state))
+
+    def _render(self) -> None:
+        view = self.view
+        if self.technician:
+            name = "technician"
+        else:
+            name = self._screen_for(self.state)
+        screen = self.screens.get(name)
+        if screen is None:
+            log.error("no screen for state %s", name)
+            return
+        if name == "failed":
+            comp = (getattr(view, "message", None) or getattr(view, "failed_component", None) or "device")
+            comp = comp if comp in ("camera", "microphone") else "device"
+            screen.fmt = {"component": tr(f"component_{comp}", self.lang)}
+        screen.refresh(view, self.lang)
+        if self.stack.currentWidget() is not screen:
+            self.stack.setCurrentWidget(screen)
+        self.header.lang.setText(tr("switch_lang", self.lang))
+        self.header.help.setText(tr("help", self.lang))
+        self.header.help.setVisible(self.state in HELP_STATES and not self.technician)
+        self.footnote.setText(tr("device_footer", self.lang, device=self.settings.device.id))
+
+    def current_screen(self) -> Screen:
+        return self.stack.currentWidget()
+
+    # -- timers --------------------------------------------------------------------------------
+    def _on_tick(self) -> None:
+        try:
+            self.machine.tick()
+        except Exception:
+            log.exception("session tick failed")
+        self.header.clock.setText(time.strftime("%H:%M", time.localtime(self.clock())))
+        view = self.machine.view
+        screen = self.current_screen()
+        screen.tick(view)
+        if self.state == S.ANSWER and self.pipeline is not None:
+            self.question.set_captions(self.pipeline.partial_text)
+            remaining = getattr(view, "remaining_s", None)
+            if remaining is not None and remaining <= 0 and not self._answer_ending:
+                self.finish_answer()  # time is up: save what was said
+        if self.state == S.IDLE:
+            self._refresh_qr()
+
+    def _update_meter(self) -> None:
+        if self.state == S.DEVICE_CHECK and self.pipeline is not None:
+            mic = self.pipeline.mic
+            self.check.meter.set_level(mic.level_dbfs, getattr(mic, "clipping", False))
+
+    def _refresh_qr(self, force: bool = False) -> None:
+        if self.signin is None or getattr(self.settings, "wecom", None) is None:
+            if force:
+                self.idle.set_qr(None, 0)
+            return
+        now = self.clock()
+        if not force and self._qr is not None and now < self._qr.rotate_at:
+            return
+        try:
+            self._qr = self.signin.new_qr_state(self.store, self.settings, now)
+            self.idle.set_qr(self._qr.url, self.settings.wecom.state_ttl_s)
+        except Exception:
+            log.exception("could not create a sign-in QR state")
+            self.idle.set_qr(None, 0)
+
+    def _poll_verifications(self) -> None:
+        if self.signin is None or self.state not in (S.IDLE, S.VERIFYING) or self.technician:
+            return
+        try:
+            row = self.signin.take_verification(self.store, self.settings.device.id, now=self.clock())
+        except Exception:
+            log.exception("polling verifications failed")
+            return
+        if row is not None:
+            self._apply_verification(row)
+
+    def _apply_verification(self, row) -> None:
+        if self.state == S.IDLE:
+            self._send(ses.SignInStarted(row.method))
+        if row.ok and row.roster_entry is not None:
+            self._send(ses.Verified(row.roster_entry, row.roster_entry.job_id, row.method, row.id))
+        else:
+            refusal = row.refusal
+            self._send(ses.VerificationFailed(refusal.reason if refusal else "unknown_user"))
+            if refusal is not None:
+                self.idle.show_refusal(refusal.message_zh if self.lang == "zh" else refusal.message_en)
+
+    # -- candidate's touches ----------------------------------------------------------------------
+    def submit_code(self, code: str) -> None:
+        if self.signin is None:
+            return
+        try:
+            row = self.signin.local_signin(self.store, self.settings, self.clock(), code=code, audit=self.audit)
+        except Exception:
+            log.exception("interview code sign-in failed")
+            self.idle.show_refusal(tr("verify_failed", self.lang))
+            return
+        self._apply_verification(row)
+
+    def on_intent(self, intent: str) -> None:
+        log.debug("intent %s", intent)
+        if intent == "consent_yes":
+            self._send(ses.ConsentGiven())
+        elif intent == "consent_no":
+            self._send(ses.ConsentDeclined())
+        elif intent == "check_continue":
+            self._send(ses.DeviceCheckPassed())
+        elif intent == "check_retry":
+            self._run_selftest()
+        elif intent == "start_answer":
+            self._send(ses.StartAnswer())
+        elif intent == "answer_done":
+            self.finish_answer()
+        elif intent == "retake":
+            self._send(ses.Retake())
+        elif intent == "next":
+            self._send(ses.NextQuestion())
+        elif intent == "help_resolved":
+            self._send(ses.HelpResolved())
+        elif intent == "tech_cancel" or intent == "tech_leave":
+            self.close_technician()
+        elif intent == "tech_selftest":
+            self._run_selftest()
+        elif intent == "tech_quit":
+            self.allow_close = True
+            QApplication.instance().quit()
+
+    def finish_answer(self) -> None:
+        if self.state != S.ANSWER or self._answer_ending:
+            return
+        self._answer_ending = True
+        self.question.set_mode("saving")
+        self._render()
+        if self.pipeline is None or not self.pipeline.recording:
+            self._send(ses.AnswerFinished("", {}, [], 0.0))
+            return
+        self.pipeline.end_answer()   # result arrives through bridge.answer
+
+    # -- worker results (queued onto the GUI thread) ---------------------------------------------
+    def _on_answer(self, result) -> None:
+        self._send(ses.AnswerFinished(result.transcript, result.analysis, result.media, result.duration_s))
+        self._answer_ending = False
+
+    def _on_answer_error(self, detail: str) -> None:
+        self._answer_ending = False
+        self._send(ses.HardwareFailed("recorder", detail))
+
+    def _on_preview(self, image) -> None:
+        if self.state == S.DEVICE_CHECK:
+            self.check.preview.set_image(image)
+        elif self.state in QUESTION_STATES:
+            self.question.self_view.set_image(image)
+
+    def _on_faces(self, n: int) -> None:
+        self._last_faces = n
+        now = time.monotonic()
+        if n >= 1:
+            self._face_seen_at = now
+        if self.state == S.DEVICE_CHECK and not self._selftest_running:
+            face_ok = n >= 1 or now - self._face_seen_at < 1.0
+            res = dict(self.check.results)
+            hint = "" if face_ok else tr("check_face_missing", self.lang)
+            res["face"] = (face_ok, hint)
+            self.check.set_results(res)
+        if self.state in QUESTION_STATES:
+            self.question.self_view.set_face_ok(n >= 1)
+
+    def _on_presence(self, change: str) -> None:
+        if change == "lost":
+            self._send(ses.FaceLost())
+        elif change == "returned":
+            self._send(ses.FaceReturned())
+
+    def _on_hardware(self, component: str, detail: str) -> None:
+        log.error("hardware failure: %s: %s", component, detail)
+        if self.pipeline is not None:
+            self.pipeline.abort_answer()
+        self._answer_ending = False
+        self._send(ses.HardwareFailed(component, detail))
+
+    # -- device check ---------------------------------------------------------------------------
+    def _run_selftest(self) -> None:
+        if self._selftest_running or self.pipeline is None or self.selftest_fn is None:
+            return
+        self._selftest_running = True
+        self.check.set_results({"camera": (None, ""), "face": (None, ""), "mic": (None, "")})
+        screen = QApplication.primaryScreen()
+        size = (screen.geometry().width(), screen.geometry().height()) if screen else None
+        p = self.pipeline
+
+        def work() -> None:
+            try:
+                results = self.selftest_fn(self.settings, p.camera, p.mic,
+                                           face_detector=p.face_counter, display_size=size,
+                                           duration_s=1.5)
+            except Exception as exc:
+                log.exception("self-test failed")
+                results = exc
+            self.bridge.selftest.emit(results)
+
+        threading.Thread(target=work, name="selftest", daemon=True).start()
+
+    def _on_selftest(self, results) -> None:
+        self._selftest_running = False
+        if isinstance(results, Exception):
+            self.check.set_results({"camera": (False, str(results)), "face": (None, ""), "mic": (False, "")})
+            return
+        self.last_selftest = results
+        by = {r.name: r for r in results}
+
+        def row(names: list[str]) -> tuple[bool, str]:
+            found = [by[n] for n in names if n in by]
+            bad = [r for r in found if not r.ok]
+            if not found:
+                return (False, "")
+            return (not bad, bad[0].hint(self.lang) if bad else "")
+
+        cam = row(["camera", "camera_rate"])
+        face = row(["camera_face", "camera_light"])
+        if not face[0] and time.monotonic() - self._face_seen_at < 1.0:
+            face = (True, "")  # the live detector sees a face now: trust the live view
+        mic = row(["microphone", "mic_noise_floor", "mic_level"])
+        self.check.set_results({"camera": cam, "face": face, "mic": mic})
+        if self.technician:
+            self.tech.show_panel(self._technician_info())
+        dead = [n for n in ("camera", "microphone") if n in by and not by[n].ok]
+        if dead and self.state == S.DEVICE_CHECK:
+            self._send(ses.DeviceCheckFailed(by[dead[0]].hint_en))
+
+    # -- prompt media ---------------------------------------------------------------------------
+    def _show_prompt_media(self, question) -> None:
+        self._stop_video_prompt()
+        media = getattr(question, "media", None)
+        kind = getattr(media, "kind", "none") if media is not None else "none"
+        path = self._media_path(getattr(media, "path", None))
+        if kind == "image" and path is not None:
+            pix = QPixmap(str(path))
+            self.question.set_media("image", pix if not pix.isNull() else None)
+        elif kind == "video" and path is not None:
+            self.question.set_media("video")
+            self._play_video_prompt(path)
+        else:
+            self.question.set_media("none")
+
+    def _media_path(self, rel: str | None) -> Path | None:
+        if not rel or self.media_root is None:
+            return None
+        p = (self.media_root / rel).resolve()
+        if not str(p).startswith(str(self.media_root.resolve())) or not p.is_file():
+            log.error("question media %s not found under %s", rel, self.media_root)
+            return None
+        return p
+
+    def _play_video_prompt(self, path: Path) -> None:
+        from hardware.camera import FileCamera
+
+        try:
+            cam = FileCamera(path, pace="real", loop=True)
+        except Exception:
+            log.exception("video prompt cannot be played")
+            return
+        cam.on_frame(lambda f: self.bridge.media_frame.emit(to_qimage(f.image, 640, mirror=False)))
+        cam.start()
+        self._video_prompt = cam
+
+    def _stop_video_prompt(self) -> None:
+        if self._video_prompt is not None:
+            self._video_prompt.stop()
+            self._video_prompt = None
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _session_id(self) -> str:
+        return str(getattr(self.view, "session_id", None) or "no-session")
+
+    def _analyzer_key(self) -> str:
+        v = self.view
+        return f"{self._session_id()}:{getattr(v, 'index', 0)}:{getattr(v, 'attempt', 0)}"
+
+    def _job(self):
+        return getattr(self.view, "job", None)
+
+    # -- technician ------------------------------------------------------------------------------
+    def open_technician(self) -> None:
+        if self.state not in TECH_STATES:
+            return
+        self.technician = False
+        self.stack.setCurrentWidget(self.tech)
+        self.tech.refresh(self.view, self.lang)
+        self.tech.show_pin(self._pin_message())
+        self._in_tech_pin = True
+        self.header.help.hide()
+
+    def _pin_message(self) -> str:
+        if not self.pin_gate.configured:
+            return tr("tech_no_pin", self.lang)
+        left = self.pin_gate.locked_for()
+        if left > 0:
+            return tr("tech_locked", self.lang, s=int(left) + 1)
+        return ""
+
+    def try_pin(self, pin: str) -> None:
+        ok, reason = self.pin_gate.check(pin)
+        if self.audit is not None:
+            try:
+                self.audit.append("technician", "technician.pin", {"ok": ok, "reason": reason})
+            except Exception:
+                log.exception("audit of a PIN attempt failed")
+        if ok:
+            self.technician = True
+            self.tech.show_panel(self._technician_info())
+            return
+        if reason == "locked":
+            msg = tr("tech_locked", self.lang, s=int(self.pin_gate.locked_for()) + 1)
+        elif reason == "not_configured":
+            msg = tr("tech_no_pin", self.lang)
+        else:
+            msg = tr("tech_wrong", self.lang, n=self.pin_gate.tries_left())
+        self.tech.show_pin(msg)
+
+    def close_technician(self) -> None:
+        self.technician = False
+        self._in_tech_pin = False
+        self._render()
+
+    def _technician_info(self) -> str:
+        s = self.settings
+        lines = [f"Device: {s.device.id}  ({s.device.tenant})",
+                 f"Site: {s.device.site_name} {s.device.site_location}",
+                 f"State: {self.state}"]
+        try:
+            stats = self.store.outbox_stats(time.time())
+            lines.append(f"Outbox: {stats.get('depth', '?')} waiting, oldest "
+                         f"{stats.get('oldest_undelivered_age_s') or 0:.0f} s")
+        except Exception as exc:
+            lines.append(f"Outbox: unavailable ({exc})")
+        p = self.pipeline
+        if p is not None:
+            lines.append(f"Camera: {'ok' if p.camera.alive else 'NOT RUNNING'}  {getattr(p.camera, 'size', '')}")
+            lines.append(f"Microphone: {'ok' if p.mic.alive else 'NOT RUNNING'}  level {p.mic.level_dbfs:.0f} dBFS")
+        lines.append(f"GUI max stall: {self.stall.max_stall_ms:.0f} ms")
+        for r in getattr(self, "last_selftest", []) or []:
+            lines.append(f"  {'PASS' if r.ok else 'FAIL'} {r.name}: {r.value}" + ("" if r.ok else f" — {r.hint_en}"))
+        return "\n".join(lines)

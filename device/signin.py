@@ -284,7 +284,13 @@ def match_identity(
     if roster is None:
         return SignInRefusal.of("off_roster")
     m = roster_mod.find_by_identity(
-        roster, userid=userid, external_userid=external_userid, openid=openid, device_id=settings.device.id, now=now
+        roster,
+        userid=userid,
+        external_userid=external_userid,
+        openid=openid,
+        device_id=settings.device.id,
+        now=now,
+        site=settings.device.site_name or None,
     )
     if m.entry is not None:
         return m.entry
@@ -293,14 +299,13 @@ def match_identity(
 
 def check_interview_code(store: Any, settings: Any, code: str, now: float) -> RosterEntry | SignInRefusal:
     """A one-time interview code typed on the screen (the fallback when WeCom is down)."""
-    code = "".join(ch for ch in str(code) if ch.isalnum()).upper()
     roster = roster_mod.current_roster(store)
-    if not code or roster is None:
+    if roster is None or not roster_mod.normalize_code(code):
         return SignInRefusal.of("unknown_code")
-    entry = roster_mod.find_by_code(roster, code, settings.device.id, now)
-    if entry is None:
-        return SignInRefusal.of("unknown_code")
-    return entry
+    m = roster_mod.match_code(roster, code, settings.device.id, now, site=settings.device.site_name or None)
+    if m.entry is not None:
+        return m.entry
+    return SignInRefusal.of(m.reason if m.reason in MESSAGES else "unknown_code")
 
 
 # ---- invitation QR codes --------------------------------------------------------------------

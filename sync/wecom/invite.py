@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import secrets
 import sys
 import time
 from datetime import datetime, timedelta
@@ -47,7 +46,6 @@ def make_invitation(
         "entry": entry_id,
         "nbf": int(not_before),
         "exp": int(not_after),
-        "jti": secrets.token_hex(6),
     }
     if device:
         claims["device"] = device

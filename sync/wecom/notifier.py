@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from device.roster import mask_name
 from sync.wecom.client import WecomClient, WecomError, WecomRateLimited, WecomUnreachable
 
 log = logging.getLogger(__name__)
@@ -40,18 +41,6 @@ RECOMMENDATION_ZH = {
 
 class BadNotification(ValueError):
     """A notify row whose payload cannot be turned into a message; names the field."""
-
-
-def mask_name(name: str | None) -> str:
-    """张三 -> 张*, 张三丰 -> 张*丰, 'Alice Smith' -> 'A**** S****'."""
-    name = (name or "").strip()
-    if not name:
-        return "—"
-    if any("\u3400" <= ch <= "\u9fff" for ch in name):
-        if len(name) <= 2:
-            return name[0] + "*"
-        return name[0] + "*" * (len(name) - 2) + name[-1]
-    return " ".join(w[0] + "*" * max(len(w) - 1, 1) for w in name.split())
 
 
 def _when(ts: Any) -> str:
@@ -94,7 +83,9 @@ class Notifier:
     # ---- rendering ---------------------------------------------------------------------
     def _name(self, p: dict[str, Any]) -> str:
         name = p.get("candidate_name")
-        return mask_name(name) if self.settings.wecom.mask_names else (name or "—")
+        if not name:
+            return "—"
+        return mask_name(name) if self.settings.wecom.mask_names else name
 
     def _where(self) -> str:
         d = self.settings.device

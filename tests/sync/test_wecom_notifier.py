@@ -44,7 +44,7 @@ def test_mask_name():
     assert mask_name("张三") == "张*"
     assert mask_name("王小明") == "王*明"
     assert mask_name("欧阳娜娜") == "欧**娜"
-    assert mask_name("Alice Smith") == "A**** S****"
+    assert mask_name("Alice Smith") == "A*** S."
 
 
 def test_help_card_reaches_hr_oncall_with_terminal_and_activity(env):

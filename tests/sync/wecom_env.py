@@ -100,3 +100,35 @@ def client_for(fake: FakeWecomServer, **kw: Any) -> WecomClient:
     kw.setdefault("backoff_s", 0.01)
     kw.setdefault("timeout", 3)
     return WecomClient(d.corp_id, d.secret, d.agent_id, base_url=fake.base_url, **kw)
+
+
+# ---- a roster for today, around "now" -------------------------------------------------------
+
+OTHER_DEVICE = "kiosk-other-02"
+# A fixed "now" (10:00 in Shanghai) so "later today" is always today: pass it as the clock.
+NOW = 1_795_399_200.0  # 2026-11-23T02:00:00Z
+
+
+def roster_for(now: float, device_id: str, site: str = "上海总部 前台") -> Any:
+    """Synthetic candidates: a member, an external contact, one booked elsewhere, one later today."""
+    from datetime import UTC, datetime, timedelta
+
+    from device.roster import roster_from_dict
+
+    t = datetime.fromtimestamp(now, tz=UTC)
+
+    def slot(start_min: int, length_min: int = 60) -> dict[str, str]:
+        s = t + timedelta(minutes=start_min)
+        return {"slot_start": s.isoformat(), "slot_end": (s + timedelta(minutes=length_min)).isoformat()}
+
+    entries = [
+        {"entry_id": "E-member", "name": "张三", "wecom_userid": "zhang.san", "interview_code": "246810",
+         "job_id": "cashier", "device_id": device_id, **slot(-10)},
+        {"entry_id": "E-external", "name": "王小明", "external_userid": "wmEXT-candidate-7",
+         "openid": "o-candidate-7", "interview_code": "135790", "job_id": "cashier", "site": site, **slot(-5)},
+        {"entry_id": "E-elsewhere", "name": "李四", "wecom_userid": "li.si", "interview_code": "112233",
+         "job_id": "cashier", "device_id": OTHER_DEVICE, **slot(-10)},
+    ]
+    entries.append({"entry_id": "E-later", "name": "赵六", "openid": "o-later", "interview_code": "778899",
+                    "job_id": "cashier", "device_id": device_id, **slot(180)})
+    return roster_from_dict({"version": 1, "date": t.date().isoformat(), "entries": entries})

@@ -125,12 +125,77 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+class _LockedConnection:
+    """The connection as `store.db` sees it: every statement runs under the store's lock, and
+    a transaction opened through it (sqlite_utils' BEGIN ... COMMIT) keeps the lock until it
+    ends, so no other thread's statement can land inside it or start one in the middle."""
+
+    def __init__(self, conn: Any, lock: threading.RLock):
+        self._conn = conn
+        self._lock = lock
+        self._held = 0  # extra lock levels kept by the thread whose open transaction this is
+
+    def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        self._lock.acquire()
+        before = self._conn.in_transaction
+        try:
+            return fn(*args)
+        finally:
+            after = self._conn.in_transaction
+            if not before and after:
+                self._held += 1
+                self._lock.acquire()  # keep it until the transaction ends
+            elif before and not after and self._held:
+                self._held -= 1
+                self._lock.release()
+            self._lock.release()
+
+    def execute(self, *args: Any) -> Any:
+        return self._run(self._conn.execute, *args)
+
+    def executemany(self, *args: Any) -> Any:
+        return self._run(self._conn.executemany, *args)
+
+    def executescript(self, *args: Any) -> Any:
+        return self._run(self._conn.executescript, *args)
+
+    def cursor(self) -> _LockedCursor:
+        return _LockedCursor(self, self._conn.cursor())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ("_conn", "_lock", "_held"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._conn, name, value)
+
+
+class _LockedCursor:
+    def __init__(self, owner: _LockedConnection, cursor: Any):
+        self._owner = owner
+        self._cursor = cursor
+
+    def execute(self, *args: Any) -> Any:
+        return self._owner._run(self._cursor.execute, *args)
+
+    def executemany(self, *args: Any) -> Any:
+        return self._owner._run(self._cursor.executemany, *args)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._cursor)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
+
+
 class Store:
     """One connection to the encrypted file, shared by the threads of one process.
 
-    Every method takes the store's lock. Code that uses `store.db` directly must do so inside
-    `with store.transaction():` (writes, and reads that must be consistent) or `with
-    store.lock:` (plain reads), because the connection is shared between threads.
+    Every method and every statement run through `store.db` takes the store's lock; a
+    transaction holds it from BEGIN to COMMIT, so threads never see each other's half-done
+    work. Several writes that belong together go in `with store.transaction():`.
     Another process (the kiosk and the sync daemon) opens its own Store on the same file;
     WAL and the busy timeout let them run side by side.
     """
@@ -138,8 +203,8 @@ class Store:
     def __init__(self, conn: Any, path: Path, *, clock: Callable[[], float] = time.time):
         self._conn = conn
         self.path = path
-        self.db = sqlite_utils.Database(conn)
         self.lock = threading.RLock()
+        self.db = sqlite_utils.Database(_LockedConnection(conn, self.lock))
         self.clock = clock
         self._depth = 0
 

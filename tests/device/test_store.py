@@ -507,3 +507,35 @@ def test_rekey_re_encrypts_under_the_new_key(tmp_path):
     with Store.open(path, new) as s:
         assert s.kv_get("answer") == TRANSCRIPT and s.kv_get("after") == 1
     assert leaks(tmp_path) == []
+
+
+def test_threads_sharing_one_store_never_land_in_each_others_transaction(store):
+    """The kiosk's UI thread writes through store.db (sqlite_utils) while a worker runs
+    transactions that fail and roll back: the UI thread's rows all survive, nothing raises."""
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def worker():
+        try:
+            while not stop.is_set():
+                with pytest.raises(RuntimeError), store.transaction():
+                    store.db["media"].insert(
+                        {"id": str(uuid.uuid4()), "kind": "video", "path": "x"}
+                    )
+                    time.sleep(0.001)
+                    raise RuntimeError("analysis failed")
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    try:
+        for i in range(100):
+            store.db["kv"].insert({"key": f"ui-{i}", "value": "1"})
+            store.db["kv"].upsert({"key": "counter", "value": str(i)}, pk="key")
+    finally:
+        stop.set()
+        t.join(timeout=30)
+    assert errors == []
+    assert store.db["kv"].count == 101
+    assert store.db["media"].count == 0

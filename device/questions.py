@@ -59,7 +59,8 @@ class BankIssue:
         return self.path or "(whole file)"
 
     def __str__(self) -> str:
-        return f"{self.where()}: {self.message}"
+        # one line per issue, whatever odd keys or values a broken file holds
+        return f"{self.where()}: {self.message}".replace("\r", "\\r").replace("\n", "\\n")
 
 
 def format_issues(title: str, issues: list[BankIssue]) -> str:
@@ -303,11 +304,14 @@ def _cross_check(
     jobs: list[tuple[int, Job]],
     questions: list[tuple[int, Question]],
     all_job_ids: list[str | None],
-    all_question_ids: list[str | None],
+    all_question_ids: list[str | None] | None,
     media_root: Path | None = None,
 ) -> list[tuple[_Ref, str]]:
     """Checks across entities. `all_*_ids` include items that failed to parse, so a question
-    with a typo in one cell does not also make every plan naming it 'unknown'."""
+    with a typo in one cell does not also make every plan naming it 'unknown'; None when the
+    questions could not be read at all (a missing sheet), which skips the checks needing them."""
+    questions_known = all_question_ids is not None
+    all_question_ids = all_question_ids or []
     out: list[tuple[_Ref, str]] = []
     dup_jobs = _duplicates(i for i in all_job_ids if i)
     dup_questions = _duplicates(i for i in all_question_ids if i)
@@ -338,7 +342,7 @@ def _cross_check(
         for qid in sorted(_duplicates(plan.questions)):
             out.append((_Ref("job", idx, "plan.questions"), f"question {qid!r} is listed twice"))
         for qid in plan.questions:
-            if qid not in known_questions:
+            if questions_known and qid not in known_questions:
                 out.append((_Ref("job", idx, "plan.questions"), f"unknown question {qid!r}"))
         for qid in plan.required:
             if qid not in plan.questions:
@@ -374,7 +378,7 @@ def _cross_check(
                             f"question {q.id!r} has keywords, but none in {lang!r}, the language "
                             f"job {job.id!r} is answered in"))
         for dim in job.competencies:
-            if dim not in measured and all(qid in by_id for qid in plan.questions):
+            if questions_known and dim not in measured and all(qid in by_id for qid in plan.questions):
                 out.append((_Ref("job", idx, "competencies"),
                             f"dimension {dim!r} has weight {job.competencies[dim]:g} but no listed "
                             f"question measures it"))
@@ -400,6 +404,8 @@ def _message(err: Mapping[str, Any]) -> str:
         return "unknown field (check the spelling)"
     if msg.startswith("Value error, "):
         return msg[len("Value error, "):]
+    if kind == "timezone_aware":
+        return f"needs a time zone, e.g. 2026-11-23T09:00:00+08:00, got {_shown(inp)}"
     if kind.startswith("int_"):
         return f"expected a whole number, got {_shown(inp)}"
     if kind.startswith("float_") or kind == "finite_number":
@@ -410,6 +416,12 @@ def _message(err: Mapping[str, Any]) -> str:
         return "empty; a value is required"
     msg = msg.replace("Input should be", "expected").replace("Value should have", "expected")
     return f"{msg}, got {_shown(inp)}"
+
+
+def issues_from_validation(error: ValidationError, prefix: str = "") -> list[BankIssue]:
+    """A pydantic ValidationError as issues with JSON paths and plain messages."""
+    return [BankIssue(None, None, None, _message(err), path=_join(prefix, _loc_text(err["loc"])))
+            for err in error.errors()]
 
 
 def _loc_text(loc: Iterable[Any]) -> str:
@@ -515,8 +527,7 @@ def bank_from_dict(data: Any, source: str | None = None,
     try:
         return QuestionBank.model_validate(data)
     except ValidationError as e:  # a check above missed something: still report, never crash
-        raise BankError([BankIssue(None, None, None, _message(err), path=_loc_text(err["loc"]))
-                         for err in e.errors()], source) from None
+        raise BankError(issues_from_validation(e), source) from None
 
 
 def load_bank_json(path: str | Path) -> QuestionBank:
@@ -989,6 +1000,8 @@ def load_bank_xlsx(path: str | Path) -> QuestionBank:
     if sheets["questions"] is not None and not sheets["questions"].rows:
         issues.append(_xlsx_issue(sheets["questions"], None, None, "no questions; add at least one row"))
 
+    if sheets["questions"] is None:
+        question_ids = None  # type: ignore[assignment]
     for ref, msg in _cross_check(dims, jobs, questions, job_ids, question_ids, path.parent):
         if ref.kind == "job" and (s := sheets["jobs"]) is not None:
             issues.append(_xlsx_issue(s, job_rows[ref.index], _JOB_FIELDS.get(ref.field), msg))  # type: ignore[index]
@@ -1036,19 +1049,17 @@ def load_bank(path: str | Path) -> QuestionBank:
 def install_bank(store: Any, bank: QuestionBank) -> None:
     """Install `bank` as the current one if it is valid and newer than what is installed.
     Raises BankError (and changes nothing) otherwise; the last good bank stays."""
-    try:
+    try:  # re-check: a bank made with model_construct() or model_copy() skipped validation
         bank = QuestionBank.model_validate(bank.model_dump(mode="json"))
     except ValidationError as e:
-        raise BankError([BankIssue(None, None, None, _message(err), path=_loc_text(err["loc"]))
-                         for err in e.errors()], bank.name or None) from None
-    with store.transaction():
+        raise BankError(issues_from_validation(e), bank.name or None) from None
+    if not store.cache_put(BANK_CACHE_KIND, BANK_CACHE_KEY, bank.version,
+                           bank.model_dump(mode="json")):
         installed = store.cache_get(BANK_CACHE_KIND, BANK_CACHE_KEY)
-        if installed is not None and installed[0] >= bank.version:
-            raise BankError([BankIssue(None, None, None,
-                                       f"version {bank.version} is not newer than the installed "
-                                       f"version {installed[0]}; raise the version to replace it",
-                                       path="version")], bank.name or None)
-        store.cache_put(BANK_CACHE_KIND, BANK_CACHE_KEY, bank.version, bank.model_dump(mode="json"))
+        raise BankError([BankIssue(None, None, None,
+                                   f"version {bank.version} is not newer than the installed "
+                                   f"version {installed[0] if installed else '?'}; raise the "
+                                   "version to replace it", path="version")], bank.name or None)
     log.info("question bank version %d installed (%d jobs, %d questions)", bank.version,
              len(bank.jobs), len(bank.questions))
 

@@ -216,6 +216,8 @@ class Store:
         path = Path(path)
         if len(key) != 32:
             raise ValueError("store key must be 32 bytes")
+        if not path.parent.is_dir():
+            raise StoreError(f"{path}: the data directory does not exist (run kiosk-provision init)")
         new = not path.exists()
         conn = sqlcipher3.connect(
             str(path), check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000

@@ -539,3 +539,8 @@ def test_threads_sharing_one_store_never_land_in_each_others_transaction(store):
     assert errors == []
     assert store.db["kv"].count == 101
     assert store.db["media"].count == 0
+
+
+def test_missing_data_dir_is_named(tmp_path):
+    with pytest.raises(store_mod.StoreError, match="does not exist"):
+        Store.open(tmp_path / "nowhere" / "kiosk.db", bytes(32))

@@ -73,9 +73,11 @@ class Ingest:
             if kind == "heartbeat":
                 self.db.update_device(tenant, device_id, heartbeat=payload, at=now)
             else:
-                state = payload.get("state") or payload.get("status")
-                if not isinstance(state, str):
-                    raise RejectedMessage(f"{where}: status without a 'state' string")
+                online = payload.get("online")
+                if not isinstance(online, bool):
+                    raise RejectedMessage(f"{where}: status without an 'online' true/false")
+                state = ("online" if online else "offline") + (
+                    f" ({payload['state']})" if online and payload.get("state") else "")
                 self.db.update_device(tenant, device_id, status=state, at=now)
             return Accepted(True)
         if kind not in FORWARDED_KINDS:

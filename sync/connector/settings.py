@@ -69,6 +69,16 @@ class AlarmsSection(_S):
     check_interval_s: float = Field(30, gt=0, description="How often devices are checked")
 
 
+class EnrolSection(_S):
+    ca_cert_file: Path | None = Field(None, description="Site CA certificate that signs device certificates")
+    ca_key_file: Path | None = Field(None, description="Site CA key (keep it on the HR side only)")
+    mqtt_host: str | None = Field(None, description="Broker host name as the devices reach it")
+    mqtt_port: int = Field(8883, ge=1, le=65535, description="Broker port as the devices reach it")
+    https_base_url: str | None = Field(None, description="This connector's URL as the devices reach it, e.g. https://hr.example/kiosk/v1")
+    company_name: str | None = Field(None, description="Shown on the kiosk")
+    cert_days: int = Field(825, gt=0, description="Device certificate lifetime")
+
+
 class ConnectorSettings(_S):
     connector: ConnectorSection = ConnectorSection()
     mqtt: MqttClientSection | None = None
@@ -76,6 +86,7 @@ class ConnectorSettings(_S):
     webhook: WebhookSection = WebhookSection()
     signing: SigningSection = SigningSection()
     alarms: AlarmsSection = AlarmsSection()
+    enrol: EnrolSection = EnrolSection()
 
     @property
     def db_url(self) -> str:

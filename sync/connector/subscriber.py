@@ -34,6 +34,7 @@ class Subscriber:
         self._queue: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue()
         self._stop = ingest.stop
         self.connected = threading.Event()
+        self.subscribed = threading.Event()
         self.processed = 0
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id, protocol=mqtt.MQTTv5,
                         manual_ack=True)
@@ -42,6 +43,7 @@ class Subscriber:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+        c.on_subscribe = lambda *a: self.subscribed.set()
         self.client = c
         self._worker = threading.Thread(target=self._work, name="hr-ingest", daemon=True)
 
@@ -73,6 +75,7 @@ class Subscriber:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()
+        self.subscribed.clear()
         if not self._stop.is_set():
             log.warning("disconnected from broker: %s; reconnecting", reason_code)
 

@@ -1,0 +1,80 @@
+"""The running connector (``interview-hr serve``): the MQTT subscriber, the HTTPS endpoint
+and the alarm watch around one database. It never starts half-configured: a missing
+certificate or key file fails at start with the file named."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+from sync.connector.alarms import AlarmWatch
+from sync.connector.db import ConnectorDB, load_or_create_db_key
+from sync.connector.endpoint import Endpoint, clip_key
+from sync.connector.ingest import Ingest
+from sync.connector.settings import ConnectorSettings
+from sync.connector.subscriber import Subscriber
+from sync.connector.webhook import Webhook
+
+log = logging.getLogger(__name__)
+
+
+def open_db(settings: ConnectorSettings) -> tuple[ConnectorDB, bytes]:
+    key = load_or_create_db_key(Path(settings.connector.data_dir) / "keys" / "db.key")
+    url = settings.db_url
+    return ConnectorDB(url, key if url.startswith("sqlite") else None), key
+
+
+class Connector:
+    def __init__(self, settings: ConnectorSettings, *, client_id: str | None = None):
+        self.settings = settings
+        for section in (settings.mqtt, settings.https):
+            if section is None:
+                continue
+            for name in ("ca_file", "cert_file", "key_file"):
+                p = getattr(section, name)
+                if not Path(p).exists():
+                    raise FileNotFoundError(f"{name} {p}: not found")
+        self.stop_event = threading.Event()
+        self.db, key = open_db(settings)
+        wh = settings.webhook
+        webhook = None
+        if wh.url:
+            webhook = Webhook.from_files(wh.url, wh.secret_file, timeout_s=wh.timeout_s,
+                                         max_backoff_s=wh.max_backoff_s, ca_file=wh.ca_file)
+        self.ingest = Ingest(self.db, webhook, self.stop_event)
+        self.subscriber = None
+        if settings.mqtt is not None:
+            self.subscriber = Subscriber(settings.mqtt, client_id or settings.connector.name,
+                                         self.ingest)
+        self.endpoint = None
+        if settings.https is not None:
+            self.endpoint = Endpoint(settings.https, self.ingest,
+                                     Path(settings.connector.data_dir) / "clips", clip_key(key))
+        self.alarms = AlarmWatch(self.ingest, settings.alarms, time.time)
+
+    def start(self) -> Connector:
+        if self.endpoint is not None:
+            self.endpoint.start()
+            log.info("HTTPS endpoint on %s:%d", self.settings.https.listen_host, self.endpoint.port)
+        if self.subscriber is not None:
+            self.subscriber.start()
+        self.alarms.start()
+        return self
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self.subscriber is not None:
+            self.subscriber.stop()
+        if self.endpoint is not None:
+            self.endpoint.stop()
+        if self.ingest.webhook is not None:
+            self.ingest.webhook.close()
+        self.db.close()
+
+    def __enter__(self) -> Connector:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -143,8 +143,9 @@ def roster_from_dict(data: Any, source: str | None = None) -> Roster:
     except ValidationError as e:
         issues: list[BankIssue] = []
         for issue in issues_from_validation(e):
-            if issue.path == "" and "; " in issue.message:  # the uniqueness check's list
-                for part in issue.message.split("; "):
+            if issue.path == "" and issue.message.startswith("entries["):
+                # the uniqueness check lists "path: message" parts; give each its own line
+                for part in re.split(r"; (?=entries\[)", issue.message):
                     path, _, msg = part.partition(": ")
                     issues.append(BankIssue(None, None, None, msg, path=path))
             else:

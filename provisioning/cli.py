@@ -75,6 +75,11 @@ def technician() -> str:
     return f"technician:{user}"
 
 
+def _escaped(kw: dict[str, Any]) -> dict[str, Any]:
+    """Values shown inside rich markup: text escaped, numbers kept for format specs."""
+    return {k: v if isinstance(v, int | float) else escape(str(v)) for k, v in kw.items()}
+
+
 @dataclass
 class Context:
     """One command's run: language, output, and lazily opened device state."""
@@ -98,10 +103,10 @@ class Context:
     def say(self, zh: str, en: str, **kw: Any) -> None:
         """Print a line; the message may use rich markup, the values never do."""
         if not self.json_output:
-            self.console.print(self.tr(zh, en, **{k: escape(str(v)) for k, v in kw.items()}))
+            self.console.print(self.tr(zh, en, **_escaped(kw)))
 
     def warn(self, zh: str, en: str, **kw: Any) -> None:
-        text = self.tr(zh, en, **{k: escape(str(v)) for k, v in kw.items()})
+        text = self.tr(zh, en, **_escaped(kw))
         self.err.print(f"[yellow]{text}[/]")
 
     def fail(self, code: ExitCode, zh: str, en: str, **kw: Any) -> CliError:

@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     if settings.sync is None:
         print("interview-sync: the config has no [sync] section; nothing to do", file=sys.stderr)
         return 2
-    from device.store import Store, StoreError
     from device.keys import DeviceKeyError
+    from device.store import Store, StoreError
 
     try:
         store = Store.open_from_settings(settings)

@@ -101,7 +101,6 @@ def _publish(args, kind: str, version: int, payload: dict) -> int:
 
 def cmd_publish_bank(args) -> int:
     from device.questions import BankError
-
     from sync.connector.publish import bank_payload
 
     try:
@@ -199,9 +198,10 @@ def cmd_devices(args) -> int:
 # --- enrol ------------------------------------------------------------------------------
 
 def cmd_enrol_device(args) -> int:
+    from cryptography import x509
+
     from sync.enrolment import make_bundle, write_bundle
     from sync.pki import CertPair, PkiError, common_name
-    from cryptography import x509
 
     settings = _settings(args)
     en = settings.enrol

@@ -36,6 +36,7 @@ RECOMMENDATION_ZH = {
     "maybe": "待定",
     "no": "不推荐",
     "strong_no": "强烈不推荐",
+    "review": "需人工复核",
 }
 
 

@@ -281,3 +281,22 @@ class DaemonThread:
         self.daemon.wake.set()
         self.thread.join(timeout=15)
         self.store.close()
+
+
+@pytest.fixture
+def sync_config_file(config_path, sync_settings, tmp_path) -> Callable[..., Path]:
+    """Write a config file for `interview-sync --config` with the sync section of
+    sync_settings(**over) (validated through the same path first)."""
+    import tomllib
+
+    import tomli_w
+
+    def make(**over: Any) -> Path:
+        s = sync_settings(**over)
+        data = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        data["sync"] = s.sync.model_dump(mode="json", exclude_none=True)
+        out = tmp_path / "sync-config.toml"
+        out.write_text(tomli_w.dumps(data), encoding="utf-8")
+        return out
+
+    return make

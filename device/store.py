@@ -93,8 +93,13 @@ CREATE TABLE audit (
 CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
+# 2: the delivery loop asks for the oldest due rows many times a second; a partial index in
+# seq order lets it stop after `limit` rows instead of sorting the whole backlog.
+_M2_OUTBOX_PENDING = "CREATE INDEX outbox_pending ON outbox (seq) WHERE delivered IS NULL;"
+
 MIGRATIONS: list[Migration] = [
     _M1_CORE,
+    _M2_OUTBOX_PENDING,
 ]
 
 
@@ -217,7 +222,9 @@ class Store:
         if len(key) != 32:
             raise ValueError("store key must be 32 bytes")
         if not path.parent.is_dir():
-            raise StoreError(f"{path}: the data directory does not exist (run kiosk-provision init)")
+            raise StoreError(
+                f"{path}: the data directory does not exist (run kiosk-provision init)"
+            )
         new = not path.exists()
         conn = sqlcipher3.connect(
             str(path), check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
@@ -410,7 +417,8 @@ class Store:
             marks = ",".join("?" * len(kind_list))
             kind_filter = f" AND kind IN ({marks})"
         sql = (
-            "SELECT * FROM outbox AS o WHERE delivered IS NULL AND next_attempt <= ?"
+            "SELECT * FROM outbox AS o INDEXED BY outbox_pending"
+            " WHERE delivered IS NULL AND next_attempt <= ?"
             + kind_filter
             + " AND (session_id IS NULL OR seq = (SELECT min(seq) FROM outbox AS h"
             " WHERE h.session_id = o.session_id AND h.delivered IS NULL"

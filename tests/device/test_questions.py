@@ -397,3 +397,19 @@ def test_fixed_plan_asks_the_listed_order(bank: QuestionBank, bank_data: dict[st
     assert [q.id for q in plan_questions(fixed, "software_engineer", 1)] == ["swe-04", "swe-01", "swe-02"]
     with pytest.raises(KeyError, match="no job 'cashier'"):
         plan_questions(bank, "cashier", 1)
+
+
+def test_sample_answers_fit_their_questions(bank: QuestionBank) -> None:
+    """The demo speaks these: each English one is 20-40 s of speech (at ~150 words a minute) and
+    mentions most of its rubric, so a working analysis scores it well."""
+    answers = json.loads((EXAMPLES / "sample_answers.json").read_text(encoding="utf-8"))["answers"]
+    assert {q for q in bank.job("software_engineer").plan.questions} <= set(answers)
+    for qid, answer in answers.items():
+        q = bank.question(qid)
+        text = answer["text"].lower()
+        assert answer["language"] == q.language
+        if q.language == "en":
+            assert 50 <= len(text.split()) <= 100, qid
+        keywords = q.rubric.keywords_for(q.language)
+        hit = [k for k in keywords if any(t.lower() in text for t in (k.term, *k.synonyms))]
+        assert len(hit) >= 0.6 * len(keywords), (qid, [k.term for k in keywords if k not in hit])

@@ -6,6 +6,9 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as settings_h
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from device.config import (
@@ -14,6 +17,7 @@ from device.config import (
     default_config_text,
     load_settings,
     resolve_config_path,
+    settings_from_dict,
 )
 
 
@@ -167,3 +171,35 @@ def test_resolve_config_path_order(tmp_path, monkeypatch):
 def test_default_config_refuses_a_bad_device_id(tmp_path):
     with pytest.raises(ConfigError):
         default_config_text(tmp_path, "has/slash")
+
+
+_values = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.floats(allow_nan=False),
+    st.text(max_size=12), st.lists(st.text(max_size=4), max_size=3),
+    st.dictionaries(st.text(min_size=1, max_size=6), st.integers(), max_size=2),
+)
+_KEYS = [
+    ("device", "id"), ("device", "languages"), ("device", "tenant"), ("paths", "data_dir"),
+    ("session", "max_retakes"), ("session", "timeouts"), ("retention", "days"),
+    ("models", "vosk"), ("sync", "mqtt"), ("kiosk", "camera"), ("kiosk", "fullscreen"),
+    ("wecom", "agent_id"), ("nonsense", "key"),
+]
+
+
+@settings_h(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_KEYS), _values), min_size=1, max_size=4))
+def test_any_edit_loads_or_gives_one_named_line_per_problem(edits):
+    data = {"device": {"id": "k1"}}
+    for (section, key), value in edits:
+        table = data.setdefault(section, {})
+        if isinstance(table, dict):
+            if value is None:
+                table.pop(key, None)
+            else:
+                table[key] = value
+    try:
+        settings_from_dict(data, path="/etc/interview-kiosk/config.toml")
+    except ConfigError as e:
+        assert e.problems
+        for line in str(e).splitlines():
+            assert re.match(r"^/etc/interview-kiosk/config\.toml: [a-z_]+(\.|\[|: )", line), line

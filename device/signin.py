@@ -294,6 +294,15 @@ def match_identity(
     )
     if m.entry is not None:
         return m.entry
+    if m.reason == "off_roster" and not any(
+        (userid and e.wecom_userid == userid)
+        or (external_userid and e.external_userid == external_userid)
+        or (openid and e.openid == openid)
+        for e in roster.entries
+    ):
+        # Nobody HR booked has this WeCom identity: a person we don't know (or a different
+        # account than HR registered), rather than a booked candidate on the wrong day.
+        return SignInRefusal.of("unknown_user")
     return SignInRefusal.of(m.reason if m.reason in MESSAGES else "unknown_user")
 
 

@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from device.roster import RosterEntry
-
 from device import signin
+from device.roster import RosterEntry
 from device.signin import SignInRefusal
 from sync.wecom.client import WecomClient, WecomError, WecomUnreachable
 
@@ -230,7 +229,9 @@ class CallbackServer:
             httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
         self._httpd = httpd
         self.port = httpd.server_address[1]
-        self._thread = threading.Thread(target=httpd.serve_forever, name="wecom-callback", daemon=True)
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="wecom-callback", daemon=True
+        )
         self._thread.start()
         log.info("WeCom sign-in callback listening on %s", self.url)
         return self

@@ -115,7 +115,7 @@ class FakeWecomServer:
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="fake-wecom", daemon=True
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="fake-wecom", daemon=True
         )
         self._thread.start()
         return self

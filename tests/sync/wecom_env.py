@@ -35,7 +35,8 @@ def free_port() -> int:
 @pytest.fixture
 def fake_wecom() -> Iterator[FakeWecomServer]:
     d = FakeDirectory(corp_id="wwtestcorp42", secret="s3cret-for-tests-only", agent_id=1000007)
-    for uid, name in [("hr.li", "李HR"), ("hr.wang", "王HR"), ("zhang.san", "张三"), ("li.si", "李四")]:
+    for uid, name in [("hr.li", "李HR"), ("hr.wang", "王HR"), ("zhang.san", "张三"), ("li.si", "李四"),
+                      ("wang.wu", "王五"), ("stranger", "路人")]:
         d.users[uid] = {"userid": uid, "name": name}
     d.outsiders["o-candidate-7"] = "wmEXT-candidate-7"
     d.outsiders["o-nobody"] = ""
@@ -123,12 +124,14 @@ def roster_for(now: float, device_id: str, site: str = "上海总部 前台") ->
 
     entries = [
         {"entry_id": "E-member", "name": "张三", "wecom_userid": "zhang.san", "interview_code": "246810",
-         "job_id": "cashier", "device_id": device_id, **slot(-10)},
+         "job_id": "sales_rep", "device_id": device_id, **slot(-10)},
         {"entry_id": "E-external", "name": "王小明", "external_userid": "wmEXT-candidate-7",
-         "openid": "o-candidate-7", "interview_code": "135790", "job_id": "cashier", "site": site, **slot(-5)},
+         "openid": "o-candidate-7", "interview_code": "135790", "job_id": "sales_rep", "site": site, **slot(-5)},
         {"entry_id": "E-elsewhere", "name": "李四", "wecom_userid": "li.si", "interview_code": "112233",
-         "job_id": "cashier", "device_id": OTHER_DEVICE, **slot(-10)},
+         "job_id": "sales_rep", "device_id": OTHER_DEVICE, **slot(-10)},
     ]
+    entries.append({"entry_id": "E-yesterday", "name": "王五", "wecom_userid": "wang.wu",
+                    "job_id": "sales_rep", "device_id": device_id, **slot(-24 * 60)})
     entries.append({"entry_id": "E-later", "name": "赵六", "openid": "o-later", "interview_code": "778899",
-                    "job_id": "cashier", "device_id": device_id, **slot(180)})
+                    "job_id": "sales_rep", "device_id": device_id, **slot(180)})
     return roster_from_dict({"version": 1, "date": t.date().isoformat(), "entries": entries})

@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 import re
+import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -177,6 +179,10 @@ class PromptMedia(_Model):
             return self
         if not self.path:
             raise ValueError(f"media kind is '{self.kind}' but no file is given")
+        parts = self.path.replace("\\", "/").split("/")
+        if self.path.startswith(("/", "\\")) or ":" in parts[0] or ".." in parts:
+            raise ValueError(f"{self.path!r} must be a path relative to the bank file, "
+                             "without '..' (e.g. media/sign.png)")
         allowed = IMAGE_SUFFIXES if self.kind == "image" else VIDEO_SUFFIXES
         if not self.path.lower().endswith(allowed):
             raise ValueError(
@@ -1046,13 +1052,56 @@ def load_bank(path: str | Path) -> QuestionBank:
 # The store: the installed bank lives in the cache table, so the kiosk works through any outage.
 
 
-def install_bank(store: Any, bank: QuestionBank) -> None:
+PROMPT_MEDIA_DIR = "prompts"
+
+
+def prompt_media_path(media_dir: Path, question: Question) -> Path | None:
+    """Where the kiosk finds a question's image or video once its bank is installed."""
+    if question.media.kind == "none" or not question.media.path:
+        return None
+    return Path(media_dir) / PROMPT_MEDIA_DIR / question.media.path
+
+
+def copy_bank_media(bank: QuestionBank, source_dir: Path, media_dir: Path) -> list[Path]:
+    """Copy the bank's prompt images/videos from beside the bank file (a USB stick) into
+    `<media_dir>/prompts/`, so they outlive the stick. All are checked before any is copied."""
+    wanted = [(q, Path(source_dir) / q.media.path) for q in bank.questions
+              if q.media.kind != "none" and q.media.path]
+    issues = [BankIssue(None, None, None, f"file not found: {q.media.path} (looked in {source_dir})",
+                        path=f"questions[{bank.questions.index(q)}].media.path")
+              for q, src in wanted if not src.is_file()]
+    if issues:
+        raise BankError(issues, bank.name or None)
+    copied: list[Path] = []
+    for q, src in wanted:
+        dest = prompt_media_path(media_dir, q)
+        assert dest is not None
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".part")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)  # a half-copied image is never shown
+        copied.append(dest)
+    return copied
+
+
+def install_bank(store: Any, bank: QuestionBank, *, media_from: Path | None = None,
+                 media_dir: Path | None = None) -> None:
     """Install `bank` as the current one if it is valid and newer than what is installed.
-    Raises BankError (and changes nothing) otherwise; the last good bank stays."""
+    Raises BankError (and changes nothing) otherwise; the last good bank stays. With
+    `media_from` (the bank file's folder) and `media_dir` (settings.paths.media_dir) the
+    prompt images/videos are copied in first (see copy_bank_media)."""
     try:  # re-check: a bank made with model_construct() or model_copy() skipped validation
         bank = QuestionBank.model_validate(bank.model_dump(mode="json"))
     except ValidationError as e:
         raise BankError(issues_from_validation(e), bank.name or None) from None
+    installed = store.cache_get(BANK_CACHE_KIND, BANK_CACHE_KEY)
+    if installed is not None and installed[0] >= bank.version:
+        raise BankError([BankIssue(None, None, None,
+                                   f"version {bank.version} is not newer than the installed "
+                                   f"version {installed[0]}; raise the version to replace it",
+                                   path="version")], bank.name or None)
+    if media_from is not None and media_dir is not None:
+        copy_bank_media(bank, media_from, media_dir)
     if not store.cache_put(BANK_CACHE_KIND, BANK_CACHE_KEY, bank.version,
                            bank.model_dump(mode="json")):
         installed = store.cache_get(BANK_CACHE_KIND, BANK_CACHE_KEY)

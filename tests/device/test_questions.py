@@ -25,6 +25,7 @@ from device.questions import (
     load_bank_json,
     load_bank_xlsx,
     plan_questions,
+    prompt_media_path,
     write_bank_xlsx,
 )
 
@@ -413,3 +414,29 @@ def test_sample_answers_fit_their_questions(bank: QuestionBank) -> None:
         keywords = q.rubric.keywords_for(q.language)
         hit = [k for k in keywords if any(t.lower() in text for t in (k.term, *k.synonyms))]
         assert len(hit) >= 0.6 * len(keywords), (qid, [k.term for k in keywords if k not in hit])
+
+
+def test_install_copies_prompt_media_off_the_usb_stick(store, bank: QuestionBank, tmp_path: Path) -> None:
+    stick = tmp_path / "usb"
+    _copy_media(stick)
+    media_dir = tmp_path / "var" / "media"
+    install_bank(store, bank, media_from=stick, media_dir=media_dir)
+    q = bank.question("op-02")
+    copied = prompt_media_path(media_dir, q)
+    assert copied == media_dir / "prompts" / "media" / "safety_sign.png"
+    assert copied.read_bytes() == (EXAMPLES / "media" / "safety_sign.png").read_bytes()
+    assert prompt_media_path(media_dir, bank.question("op-01")) is None
+    # a newer bank whose image is missing from the stick is refused before anything changes
+    (stick / "media" / "safety_sign.png").unlink()
+    with pytest.raises(BankError, match=r"questions\[13\]\.media\.path: file not found"):
+        install_bank(store, bank.model_copy(update={"version": 2}), media_from=stick, media_dir=media_dir)
+    assert current_bank(store).version == 1 and copied.is_file()
+
+
+@pytest.mark.parametrize("bad", ["../../etc/passwd.png", "/etc/x.png", "C:/x.png", "media/../../x.png"])
+def test_media_paths_cannot_leave_the_bank_folder(bank_data: dict[str, Any], bad: str) -> None:
+    data = copy.deepcopy(bank_data)
+    data["questions"][13]["media"]["path"] = bad
+    errors = _json_errors(data)
+    assert errors == [f"questions[13].media: {bad!r} must be a path relative to the bank file, "
+                      "without '..' (e.g. media/sign.png)"]

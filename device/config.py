@@ -317,7 +317,10 @@ class WecomSection(_Section):
         description="Relay mode: the HR connector serves redirect_uri and forwards sign-ins over the downlink",
     )
     help_collapse_s: float = Field(
-        60, ge=0, le=3600, description="Help presses within this many seconds send one WeCom message"
+        60,
+        ge=0,
+        le=3600,
+        description="Help presses within this many seconds send one WeCom message",
     )
     hr_link_url: str | None = Field(
         None,
@@ -434,7 +437,7 @@ def _dotted(loc: tuple[Any, ...]) -> str:
             out += f"[{part}]"
         else:
             out += ("." if out else "") + str(part)
-    return out
+    return _printable(out)
 
 
 def _unwrap(annotation: Any) -> Any:
@@ -524,9 +527,16 @@ def _got(value: Any) -> str:
     if isinstance(value, dict):
         return "a table"
     try:
-        return json.dumps(value, ensure_ascii=False, default=str)
+        text = json.dumps(value, ensure_ascii=False, default=str)
     except (TypeError, ValueError):
-        return repr(value)
+        text = repr(value)
+    return _printable(text)
+
+
+def _printable(text: str) -> str:
+    """One problem, one line: escape anything unprintable (line separators too), cut long text."""
+    text = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _describe(err: dict[str, Any]) -> str:

@@ -175,14 +175,14 @@ def test_default_config_refuses_a_bad_device_id(tmp_path):
 
 _values = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.floats(allow_nan=False),
-    st.text(max_size=12), st.lists(st.text(max_size=4), max_size=3),
+    st.text(max_size=12), st.text(alphabet="\n\x85\u2028\r\t ab", max_size=5), st.lists(st.text(max_size=4), max_size=3),
     st.dictionaries(st.text(min_size=1, max_size=6), st.integers(), max_size=2),
 )
 _KEYS = [
     ("device", "id"), ("device", "languages"), ("device", "tenant"), ("paths", "data_dir"),
     ("session", "max_retakes"), ("session", "timeouts"), ("retention", "days"),
     ("models", "vosk"), ("sync", "mqtt"), ("kiosk", "camera"), ("kiosk", "fullscreen"),
-    ("wecom", "agent_id"), ("nonsense", "key"),
+    ("wecom", "agent_id"), ("nonsense", "key"), ("device", "bad\nkey"),
 ]
 
 
@@ -201,5 +201,7 @@ def test_any_edit_loads_or_gives_one_named_line_per_problem(edits):
         settings_from_dict(data, path="/etc/interview-kiosk/config.toml")
     except ConfigError as e:
         assert e.problems
-        for line in str(e).splitlines():
+        lines = str(e).splitlines()
+        assert len(lines) == len(e.problems)
+        for line in lines:
             assert re.match(r"^/etc/interview-kiosk/config\.toml: [a-z_]+(\.|\[|: )", line), line

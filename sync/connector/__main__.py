@@ -21,7 +21,7 @@ from sync.connector.settings import ConnectorConfigError, ConnectorSettings, loa
 CONFIG_ENV = "INTERVIEW_HR_CONFIG"
 DEFAULT_CONFIG = Path("/etc/interview-hr/config.toml")
 # (module, function) pairs: function(subparsers) adds a subcommand whose args carry `func`.
-EXTENSIONS = [("sync.wecom.invite", "add_invite_parser")]
+EXTENSIONS = [("sync.wecom.invite", "add_invite_parser"), ("sync.wecom.relay", "add_relay_parser")]
 
 log = logging.getLogger("interview-hr")
 

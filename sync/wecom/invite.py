@@ -118,7 +118,7 @@ def add_invite_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="make a signed invitation QR code (PNG) and the WeCom message text",
         description=run_invite.__doc__,
     )
-    p.add_argument("--key", type=Path, required=True, help="HR Ed25519 signing key (PEM), the one that signs the downlink")
+    p.add_argument("--key", type=Path, help="HR Ed25519 signing key (default [signing] private_key_file: the downlink key)")
     p.add_argument("--roster", type=Path, required=True, help="roster JSON the entry comes from")
     p.add_argument("--entry", required=True, help="roster entry id")
     p.add_argument("--device", help="bind to this device id (default: the entry's device)")
@@ -134,7 +134,12 @@ def add_invite_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run_invite(args: argparse.Namespace) -> int:
     """Make an invitation QR code for one roster entry: writes the PNG and prints the message."""
     try:
-        key = load_private_key(args.key)
+        if args.key is not None:
+            key = load_private_key(args.key)
+        else:  # the connector's downlink key, as `publish-roster` uses
+            from sync.connector.__main__ import _settings, _signing_key
+
+            key = _signing_key(_settings(args))
     except KeyFileError as e:
         print(f"interview-hr invite: {e}", file=sys.stderr)
         return 2

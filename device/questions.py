@@ -26,6 +26,7 @@ Lang = Literal["zh", "en"]
 StarPart = Literal["situation", "task", "action", "result"]
 STAR_ORDER: tuple[StarPart, ...] = ("situation", "task", "action", "result")
 WEIGHT_TOLERANCE = 1e-6
+MAX_ROWS = 5000  # per sheet; a bank is a few hundred rows at most
 BANK_CACHE_KIND = "questionbank"
 BANK_CACHE_KEY = "current"
 
@@ -694,6 +695,27 @@ def _parse_weights(value: Any) -> dict[str, float]:
     return out
 
 
+def _dim_ids(weights: dict[str, float], alias: Mapping[str, str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name, w in weights.items():
+        did = name if name in alias.values() else alias.get(name, alias.get(name.lower(), name))
+        if did in out:
+            raise _CellError(f"dimension {did!r} is listed twice")
+        out[did] = w
+    return out
+
+
+def _seconds(value: Any) -> Any:
+    """'20', 20, '20秒', '20 s', '2分钟' -> seconds; anything else is left for the model to refuse."""
+    if not isinstance(value, str):
+        return value
+    m = re.fullmatch(r"(\d+)\s*(秒|秒钟|s|sec|secs|seconds?|分钟|分|min|minutes?)?", value.strip().lower())
+    if not m:
+        return value
+    n = int(m.group(1))
+    return n * 60 if m.group(2) in ("分钟", "分", "min", "minute", "minutes") else n
+
+
 def _word(value: Any, words: Mapping[str, str], what: str) -> str:
     key = str(value).strip().lower()
     if key not in words:
@@ -765,7 +787,11 @@ def _read_sheet(wb: Any, name: str, columns: tuple[Column, ...],
     for c in missing:
         issues.append(BankIssue(name, 1, None, f"column '{c.header}' is missing"))
     data_rows: list[tuple[int, dict[str, Any]]] = []
+    empty_run = 0
     for ri, values in enumerate(rows, start=2):
+        if ri > MAX_ROWS + 1:
+            issues.append(BankIssue(ws.title, ri, None, f"more than {MAX_ROWS} rows; split the bank"))
+            break
         cells: dict[str, Any] = {}
         for key, (ci, _) in found.items():
             v = values[ci - 1] if ci - 1 < len(values) else None
@@ -777,6 +803,12 @@ def _read_sheet(wb: Any, name: str, columns: tuple[Column, ...],
                 cells[key] = v
         if cells and set(cells) != {"notes"}:
             data_rows.append((ri, cells))
+            empty_run = 0
+        else:
+            # a sheet formatted down to row 1,048,576 must not take minutes to read
+            empty_run += 1
+            if empty_run > 500:
+                break
     if missing:
         return None
     return _Sheet(ws.title, found, data_rows)
@@ -893,6 +925,12 @@ def load_bank_xlsx(path: str | Path) -> QuestionBank:
             if kw is not None:
                 keywords.setdefault(qid, []).append(kw)  # type: ignore[arg-type]
 
+    # HR may write a dimension by its display name (沟通表达: 0.3) instead of its id
+    dim_alias: dict[str, str] = {}
+    for did, names in (dims or {}).items():
+        dim_alias[names.zh] = did
+        dim_alias[names.en.lower()] = did
+
     # questions
     questions: list[tuple[int, Question]] = []
     question_ids: list[str | None] = []
@@ -909,7 +947,7 @@ def load_bank_xlsx(path: str | Path) -> QuestionBank:
                 item["id"] = qid
             for key in ("preparation_s", "answer_s", "retakes"):
                 if key in cells:
-                    item[key] = cells[key]
+                    item[key] = _seconds(cells[key])
             rubric: dict[str, Any] = {"keywords": keywords.get(qid or "", [])}
             media: dict[str, Any] = {}
             try:
@@ -919,7 +957,8 @@ def load_bank_xlsx(path: str | Path) -> QuestionBank:
                 issues.append(_xlsx_issue(s, ri, "language", str(e)))
                 bad_cols.add("language")
             try:
-                item["dimensions"] = _parse_weights(cells["dimensions"]) if "dimensions" in cells else {}
+                item["dimensions"] = (_dim_ids(_parse_weights(cells["dimensions"]), dim_alias)
+                                      if "dimensions" in cells else {})
             except _CellError as e:
                 issues.append(_xlsx_issue(s, ri, "dimensions", str(e)))
                 bad_cols.add("dimensions")
@@ -989,7 +1028,8 @@ def load_bank_xlsx(path: str | Path) -> QuestionBank:
                         issues.append(_xlsx_issue(s, ri, key, str(e)))
                         bad_cols.add(key)
             try:
-                item["competencies"] = _parse_weights(cells["competencies"]) if "competencies" in cells else {}
+                item["competencies"] = (_dim_ids(_parse_weights(cells["competencies"]), dim_alias)
+                                        if "competencies" in cells else {})
             except _CellError as e:
                 issues.append(_xlsx_issue(s, ri, "competencies", str(e)))
                 bad_cols.add("competencies")

@@ -132,6 +132,19 @@ def test_xlsx_columns_may_be_reordered_and_words_given_in_chinese(tmp_path: Path
     assert load_bank_xlsx(_broken_xlsx(tmp_path, edit)) == bank
 
 
+def test_xlsx_takes_dimension_names_percentages_and_units(tmp_path: Path, bank: QuestionBank) -> None:
+    rows = {}
+
+    def edit(wb) -> None:
+        wb["jobs"]["E2"] = "沟通表达：30%，客户导向：30%，抗压与韧性：20%，Drive for results：20%"
+        ws = wb["questions"]
+        rows["r"] = _row_of(ws, "sales-01")
+        ws.cell(rows["r"], 6).value = "15秒"
+        ws.cell(rows["r"], 7).value = "1分钟"
+
+    assert load_bank_xlsx(_broken_xlsx(tmp_path, edit)) == bank
+
+
 # --- Excel errors: each names sheet, row and column --------------------------------------------
 
 

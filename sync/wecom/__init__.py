@@ -88,6 +88,12 @@ def start_wecom(
     if getattr(settings.wecom, "relay", False):
         log.info("WeCom relay mode: sign-in callbacks arrive over the downlink")
         return threads
+    w = settings.wecom
+    if w.redirect_uri.startswith("https://") and not (w.callback_cert_file and w.callback_key_file):
+        log.error("wecom.redirect_uri is https but wecom.callback_cert_file/callback_key_file are not set: sign-in callback not started")
+        return threads
+    if w.redirect_uri.startswith("http://"):
+        log.warning("WeCom sign-in callback on plain HTTP (%s): for demos only", w.redirect_uri)
     try:
         server = server_for_device(processor, settings.wecom).start()
     except OSError as e:

@@ -1,0 +1,63 @@
+"""``python -m sync.wecom``: run only the WeCom part of the sync daemon (sign-in callback and
+HR notifier) for a device config: for the demo and for sites without MQTT/HTTPS delivery.
+
+Never prints the secret; ``--set-secret-stdin`` seals it from standard input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+
+def main(argv: list[str] | None = None) -> int:
+    from device.config import ConfigError, load_settings, resolve_config_path
+
+    p = argparse.ArgumentParser(prog="python -m sync.wecom", description=__doc__)
+    p.add_argument("--config", help="device config (default $INTERVIEW_KIOSK_CONFIG or /etc/interview-kiosk/config.toml)")
+    p.add_argument("--set-secret-stdin", action="store_true", help="seal the WeCom app secret read from stdin, then exit")
+    p.add_argument("-v", "--verbose", action="store_true")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings(resolve_config_path(a.config))
+    except ConfigError as e:
+        print(f"sync.wecom: {e}", file=sys.stderr)
+        return 2
+    if settings.wecom is None:
+        print("sync.wecom: the config has no [wecom] section", file=sys.stderr)
+        return 2
+    from sync.wecom import start_wecom, store_secret
+
+    if a.set_secret_stdin:
+        secret = sys.stdin.readline().strip()
+        if not secret:
+            print("sync.wecom: empty secret on stdin", file=sys.stderr)
+            return 2
+        store_secret(settings, secret)
+        print("WeCom secret sealed")
+        return 0
+    from device.store import Store
+
+    store = Store.open_from_settings(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    threads = start_wecom(settings, store, stop)
+    if not threads:
+        store.close()
+        return 2
+    print(f"WeCom sign-in callback on {settings.wecom.redirect_uri}; notifier running", flush=True)
+    stop.wait()
+    for t in threads:
+        t.join(timeout=5)
+    store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -226,9 +226,15 @@ class Store:
                 f"{path}: the data directory does not exist (run kiosk-provision init)"
             )
         new = not path.exists()
-        conn = sqlcipher3.connect(
-            str(path), check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
-        )
+        try:
+            conn = sqlcipher3.connect(
+                str(path),
+                check_same_thread=False,
+                isolation_level=None,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+            )
+        except sqlcipher3.DatabaseError as e:
+            raise StoreError(f"{path}: cannot open the store: {e}") from None
         try:
             # Our StoreKeyError says what went wrong; SQLCipher's own stderr lines only confuse.
             conn.execute("PRAGMA cipher_log_level = NONE")
@@ -238,6 +244,9 @@ class Store:
             try:
                 conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
             except sqlcipher3.DatabaseError as e:
+                if "not a database" not in str(e):
+                    # Permissions, a directory in the way, a full disk: not a key problem.
+                    raise StoreError(f"{path}: cannot open the store: {e}") from None
                 raise StoreKeyError(
                     f"{path}: cannot decrypt the store ({e}): wrong key, or not this device's "
                     "store (was the key directory replaced or the device wiped?)"

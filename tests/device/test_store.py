@@ -544,3 +544,11 @@ def test_threads_sharing_one_store_never_land_in_each_others_transaction(store):
 def test_missing_data_dir_is_named(tmp_path):
     with pytest.raises(store_mod.StoreError, match="does not exist"):
         Store.open(tmp_path / "nowhere" / "kiosk.db", bytes(32))
+
+
+def test_an_unopenable_file_is_not_blamed_on_the_key(tmp_path):
+    (tmp_path / "kiosk.db").mkdir()  # something in the way of the file
+    with pytest.raises(store_mod.StoreError) as ei:
+        Store.open(tmp_path / "kiosk.db", bytes(32))
+    assert not isinstance(ei.value, StoreKeyError)
+    assert "cannot open" in str(ei.value)

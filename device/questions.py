@@ -1065,11 +1065,14 @@ def load_bank_xlsx(path: str | Path) -> QuestionBank:
         order = {name: i for i, name in enumerate(SHEETS)}
         issues.sort(key=lambda x: (order.get((x.sheet or "").lower(), 99), x.row or 0))
         raise BankError(issues, path.name)
-    bank = QuestionBank(
-        version=header["version"], created=header["created"], name=header.get("name", ""),
-        dimensions=dims or {}, jobs=tuple(j for _, j in jobs),
-        questions=tuple(q for _, q in questions),
-    )
+    try:
+        bank = QuestionBank(
+            version=header.get("version"), created=header.get("created"), name=header.get("name", ""),
+            dimensions=dims or {}, jobs=tuple(j for _, j in jobs),
+            questions=tuple(q for _, q in questions),
+        )
+    except ValidationError as e:  # a check above missed something: still report, never crash
+        raise BankError(issues_from_validation(e), path.name) from None
     log.info("question bank %s: version %d, %d jobs, %d questions", path.name, bank.version,
              len(bank.jobs), len(bank.questions))
     return bank

@@ -315,7 +315,7 @@ def _containers(node: Any, out: list) -> list:
     return out
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_any_mutation_of_a_valid_bank_loads_or_raises_bank_error(bank_data: dict[str, Any], data) -> None:
     doc = copy.deepcopy(bank_data)
@@ -453,3 +453,29 @@ def test_media_paths_cannot_leave_the_bank_folder(bank_data: dict[str, Any], bad
     errors = _json_errors(data)
     assert errors == [f"questions[13].media: {bad!r} must be a path relative to the bank file, "
                       "without '..' (e.g. media/sign.png)"]
+
+
+_cell_values = (st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False)
+                | st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=20)
+                | st.sampled_from(["zh", "en", "fixed", "image", "sales-01", "teamwork: 1", "0.5"]))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_cell_edit_of_a_valid_workbook_loads_or_raises_bank_error(tmp_path: Path, data) -> None:
+    _copy_media(tmp_path)
+    wb = load_workbook(BANK_XLSX)
+    for _ in range(data.draw(st.integers(1, 3), label="edits")):
+        ws = wb[data.draw(st.sampled_from(["bank", "dimensions", "jobs", "questions", "keywords"]), label="sheet")]
+        row = data.draw(st.integers(1, ws.max_row + 1), label="row")
+        col = data.draw(st.integers(1, ws.max_column + 1), label="column")
+        ws.cell(row, col).value = data.draw(_cell_values, label="value")
+    path = tmp_path / "edited.xlsx"
+    wb.save(path)
+    try:
+        result = load_bank_xlsx(path)
+    except BankError as e:
+        assert e.errors and all(i.sheet or i.path is not None for i in e.errors)
+    else:
+        assert isinstance(result, QuestionBank)

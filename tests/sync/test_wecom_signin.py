@@ -260,3 +260,30 @@ def test_start_wecom_runs_callback_and_notifier_until_stopped(wecom_settings, st
 def test_start_wecom_without_secret_stays_off(wecom_settings, store, caplog):
     assert start_wecom(wecom_settings, store, threading.Event()) == []
     assert "kiosk-provision wecom set-secret" in caplog.text
+
+
+def test_session_help_and_end_reach_hr_on_wecom(site):
+    """The session machine's own notify rows, through the notifier, to the fake WeCom."""
+    from device.session import Cancel, ConsentGiven, HelpRequested
+    from sync.wecom.notifier import Notifier
+
+    machine = SessionMachine(site.store, site.settings, clock=site.clock)
+    site.signin("zhang.san")
+    row = signin.take_verification(site.store, site.settings.device.id, now=site.clock())
+    machine.handle(Verified(row.roster_entry, row.roster_entry.job_id, row.method, row.id))
+    machine.handle(ConsentGiven())
+    for _ in range(3):  # an anxious candidate presses help three times
+        site.clock.t += 5
+        machine.handle(HelpRequested())
+    site.clock.t += 5
+    machine.handle(Cancel())  # and leaves
+    notifier = Notifier(site.store, site.settings, client_for(site.fake), clock=site.clock)
+    notifier.run_once()
+    msgs = site.fake.messages
+    kinds = [m.get("markdown", m.get("textcard")) for m in msgs]
+    assert all(m["touser"] == "hr.li|hr.wang" for m in msgs)
+    assert sum(1 for m in msgs if m["msgtype"] == "textcard") == 1  # help collapsed to one
+    text = str(kinds)
+    assert "Interview started" in text and "Interview finished" in text and "abandoned" in text
+    assert "张*" in text and "张三" not in text
+    assert site.store.outbox_stats(site.clock.t)["by_kind"].get("notify", 0) == 0

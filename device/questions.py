@@ -1095,19 +1095,24 @@ def load_bank(path: str | Path) -> QuestionBank:
 # The store: the installed bank lives in the cache table, so the kiosk works through any outage.
 
 
-PROMPT_MEDIA_DIR = "prompts"
+BANK_MEDIA_DIRNAME = "bank-media"  # under the data directory; prompts are not candidate data
 
 
-def prompt_media_path(media_dir: Path, question: Question) -> Path | None:
+def bank_media_root(data_dir: Path) -> Path:
+    """Where installed prompt images/videos live: `<data_dir>/bank-media/<question.media.path>`."""
+    return Path(data_dir) / BANK_MEDIA_DIRNAME
+
+
+def prompt_media_path(media_root: Path, question: Question) -> Path | None:
     """Where the kiosk finds a question's image or video once its bank is installed."""
     if question.media.kind == "none" or not question.media.path:
         return None
-    return Path(media_dir) / PROMPT_MEDIA_DIR / question.media.path
+    return Path(media_root) / question.media.path
 
 
-def copy_bank_media(bank: QuestionBank, source_dir: Path, media_dir: Path) -> list[Path]:
+def copy_bank_media(bank: QuestionBank, source_dir: Path, media_root: Path) -> list[Path]:
     """Copy the bank's prompt images/videos from beside the bank file (a USB stick) into
-    `<media_dir>/prompts/`, so they outlive the stick. All are checked before any is copied."""
+    `media_root`, so they outlive the stick. All are checked before any is copied."""
     wanted = [(q, Path(source_dir) / q.media.path) for q in bank.questions
               if q.media.kind != "none" and q.media.path]
     issues = [BankIssue(None, None, None, f"file not found: {q.media.path} (looked in {source_dir})",
@@ -1117,7 +1122,7 @@ def copy_bank_media(bank: QuestionBank, source_dir: Path, media_dir: Path) -> li
         raise BankError(issues, bank.name or None)
     copied: list[Path] = []
     for q, src in wanted:
-        dest = prompt_media_path(media_dir, q)
+        dest = prompt_media_path(media_root, q)
         assert dest is not None
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(dest.name + ".part")
@@ -1128,10 +1133,10 @@ def copy_bank_media(bank: QuestionBank, source_dir: Path, media_dir: Path) -> li
 
 
 def install_bank(store: Any, bank: QuestionBank, *, media_from: Path | None = None,
-                 media_dir: Path | None = None) -> None:
+                 media_root: Path | None = None) -> None:
     """Install `bank` as the current one if it is valid and newer than what is installed.
     Raises BankError (and changes nothing) otherwise; the last good bank stays. With
-    `media_from` (the bank file's folder) and `media_dir` (settings.paths.media_dir) the
+    `media_from` (the bank file's folder) and `media_root` (bank_media_root(data_dir)) the
     prompt images/videos are copied in first (see copy_bank_media)."""
     try:  # re-check: a bank made with model_construct() or model_copy() skipped validation
         bank = QuestionBank.model_validate(bank.model_dump(mode="json"))
@@ -1143,8 +1148,8 @@ def install_bank(store: Any, bank: QuestionBank, *, media_from: Path | None = No
                                    f"version {bank.version} is not newer than the installed "
                                    f"version {installed[0]}; raise the version to replace it",
                                    path="version")], bank.name or None)
-    if media_from is not None and media_dir is not None:
-        copy_bank_media(bank, media_from, media_dir)
+    if media_from is not None and media_root is not None:
+        copy_bank_media(bank, media_from, media_root)
     if not store.cache_put(BANK_CACHE_KIND, BANK_CACHE_KEY, bank.version,
                            bank.model_dump(mode="json")):
         installed = store.cache_get(BANK_CACHE_KIND, BANK_CACHE_KEY)

@@ -18,6 +18,7 @@ from device.questions import (
     BankError,
     QuestionBank,
     bank_from_dict,
+    bank_media_root,
     bank_to_json,
     current_bank,
     install_bank,
@@ -432,17 +433,17 @@ def test_sample_answers_fit_their_questions(bank: QuestionBank) -> None:
 def test_install_copies_prompt_media_off_the_usb_stick(store, bank: QuestionBank, tmp_path: Path) -> None:
     stick = tmp_path / "usb"
     _copy_media(stick)
-    media_dir = tmp_path / "var" / "media"
-    install_bank(store, bank, media_from=stick, media_dir=media_dir)
+    media_root = bank_media_root(tmp_path / "var")
+    install_bank(store, bank, media_from=stick, media_root=media_root)
     q = bank.question("op-02")
-    copied = prompt_media_path(media_dir, q)
-    assert copied == media_dir / "prompts" / "media" / "safety_sign.png"
+    copied = prompt_media_path(media_root, q)
+    assert copied == tmp_path / "var" / "bank-media" / "media" / "safety_sign.png"
     assert copied.read_bytes() == (EXAMPLES / "media" / "safety_sign.png").read_bytes()
-    assert prompt_media_path(media_dir, bank.question("op-01")) is None
+    assert prompt_media_path(media_root, bank.question("op-01")) is None
     # a newer bank whose image is missing from the stick is refused before anything changes
     (stick / "media" / "safety_sign.png").unlink()
     with pytest.raises(BankError, match=r"questions\[13\]\.media\.path: file not found"):
-        install_bank(store, bank.model_copy(update={"version": 2}), media_from=stick, media_dir=media_dir)
+        install_bank(store, bank.model_copy(update={"version": 2}), media_from=stick, media_root=media_root)
     assert current_bank(store).version == 1 and copied.is_file()
 
 

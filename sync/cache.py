@@ -197,17 +197,14 @@ class DownlinkCache:
                 raise DownlinkRejected("invalid", f"bank version {bank.version} != envelope {env.version}")
             return bank.model_dump(mode="json")
         if env.kind == "roster":
+            from device.roster import RosterError, roster_from_dict
+
             try:
-                from device.roster import Roster
-            except ImportError as e:
-                raise DownlinkRejected("invalid", f"roster schema unavailable: {e}") from None
-            try:
-                roster = Roster.model_validate(env.payload)
-            except ValidationError as e:
-                where = "; ".join(
-                    f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()[:5]
-                )
-                raise DownlinkRejected("invalid", f"roster: {where}") from None
+                roster = roster_from_dict(env.payload, source="downlink")
+            except RosterError as e:
+                raise DownlinkRejected("invalid", f"roster: {e}") from None
+            if roster.version != env.version:
+                raise DownlinkRejected("invalid", f"roster version {roster.version} != envelope {env.version}")
             return roster.model_dump(mode="json")
         if env.kind == "config":
             try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import ssl
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,14 @@ import httpx
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1024 * 1024
+
+
+def tls_context(ca_file, cert_file=None, key_file=None) -> ssl.SSLContext:
+    """Verify the server against the site CA; present the device certificate (mutual TLS)."""
+    ctx = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    if cert_file and key_file:
+        ctx.load_cert_chain(str(cert_file), str(key_file))
+    return ctx
 
 
 class UplinkError(Exception):
@@ -34,9 +43,8 @@ class HttpsUplink:
         dev = settings.device
         self.base = f"{hs.base_url.rstrip('/')}/{dev.tenant}/{dev.id}"
         if client is None:
-            cert = (str(hs.cert_file), str(hs.key_file)) if hs.cert_file and hs.key_file else None
-            verify: bool | str = str(hs.ca_file) if hs.ca_file else True
-            client = httpx.Client(timeout=hs.timeout_s, verify=verify, cert=cert)
+            client = httpx.Client(timeout=hs.timeout_s, verify=tls_context(
+                hs.ca_file, hs.cert_file, hs.key_file))
         self.client = client
         self._lock = threading.Lock()  # one httpx.Client, used from the daemon and clip threads
 

@@ -112,13 +112,12 @@ def cmd_publish_bank(args) -> int:
 
 
 def cmd_publish_roster(args) -> int:
-    from pydantic import ValidationError
-
+    from device.roster import RosterError
     from sync.connector.publish import roster_payload
 
     try:
         version, payload = roster_payload(args.file)
-    except (ValidationError, ValueError, OSError) as e:
+    except RosterError as e:
         print(f"interview-hr publish-roster: {args.file}: {e}", file=sys.stderr)
         return 2
     return _publish(args, "roster", version, payload)

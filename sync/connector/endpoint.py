@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import socket
 import ssl
 import struct
 import threading
@@ -107,6 +108,14 @@ def peer_common_name(sock) -> str | None:
     return None
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        # A client that vanished mid-request is routine (it resumes later); one line, no trace.
+        import sys
+
+        log.info("https: connection from %s ended: %s", client_address[0], sys.exc_info()[1])
+
+
 class Endpoint:
     """Owns the HTTPS server thread."""
 
@@ -116,6 +125,7 @@ class Endpoint:
         self.clip_dir = Path(clip_dir)
         self.clip_key = clip_key
         self._clip_locks: dict[str, threading.Lock] = {}
+        self.active: set = set()  # open client sockets, closed on stop()
         self._locks_lock = threading.Lock()
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -127,7 +137,7 @@ class Endpoint:
         class Handler(_Handler):
             ep = endpoint
 
-        self.server = ThreadingHTTPServer((cfg.listen_host, cfg.port), Handler)
+        self.server = _Server((cfg.listen_host, cfg.port), Handler)
         self.server.daemon_threads = True
         # The TLS handshake happens in the request thread (setup), so one slow client
         # cannot stall the accept loop.
@@ -142,6 +152,12 @@ class Endpoint:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+        # Keep-alive connections would otherwise outlive the server in their threads.
+        for sock in list(self.active):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         self._thread.join(timeout=5)
 
     def clip_lock(self, clip_id: str) -> threading.Lock:
@@ -161,7 +177,12 @@ class _Handler(BaseHTTPRequestHandler):
         except (ssl.SSLError, OSError) as e:
             log.info("TLS handshake from %s refused: %s", self.client_address[0], e)
             raise
+        self.ep.active.add(self.request)
         super().setup()
+
+    def finish(self) -> None:
+        self.ep.active.discard(self.request)
+        super().finish()
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - http.server's name
         log.debug("https %s: " + format, self.client_address[0], *args)

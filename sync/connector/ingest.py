@@ -97,8 +97,19 @@ class Ingest:
             return Accepted(True, new=new)
         body = {"kind": kind, "id": msg_id, "tenant": tenant, "device_id": device_id,
                 "session_id": session_id, "received": now, "record": payload}
-        out = (self.webhook.post_with_retries(body, msg_id, self.stop) if retry
-               else self.webhook.post(body, msg_id))
+        attempt = 0
+        while True:
+            out = self.webhook.post(body, msg_id)
+            if out.ok or out.permanent or not retry:
+                break
+            # Recorded per attempt so `interview-hr devices`/the DB show a stuck EHR at once.
+            self.db.mark_forward_failed(msg_id, out.error)
+            attempt += 1
+            delay = self.webhook.backoff(attempt)
+            log.warning("webhook: record %s not accepted (%s); retry %d in %.1fs",
+                        msg_id, out.error, attempt, delay)
+            if self.stop.wait(delay):
+                return Accepted(False, new=new, error=out.error)
         if out.ok:
             self.db.mark_forwarded(msg_id, time.time())
             return Accepted(True, new=new)

@@ -54,13 +54,10 @@ def bank_payload(path: Path) -> tuple[int, dict]:
 
 
 def roster_payload(path: Path) -> tuple[int, dict]:
-    from device import roster as roster_mod
+    """Validate a roster file with the device's own schema; returns (version, payload)."""
+    from device.roster import load_roster
 
-    loader = getattr(roster_mod, "load_roster", None)
-    if loader is not None:
-        r = loader(path)
-    else:
-        r = roster_mod.Roster.model_validate_json(Path(path).read_text(encoding="utf-8"))
+    r = load_roster(path)  # raises RosterError naming the JSON path
     return r.version, r.model_dump(mode="json")
 
 

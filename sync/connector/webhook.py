@@ -9,6 +9,7 @@ import hmac
 import json
 import logging
 import random
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -58,7 +59,8 @@ class Webhook:
         self.url = url
         self._secret = secret
         self.max_backoff_s = max_backoff_s
-        self._client = httpx.Client(timeout=timeout_s, verify=str(ca_file) if ca_file else True)
+        verify = ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
+        self._client = httpx.Client(timeout=timeout_s, verify=verify)
         self._lock = threading.Lock()
 
     @classmethod
@@ -90,19 +92,9 @@ class Webhook:
         permanent = 400 <= r.status_code < 500 and r.status_code not in _TRANSIENT_4XX
         return Outcome(False, permanent=permanent, error=f"HTTP {r.status_code}")
 
-    def post_with_retries(self, body: dict, msg_id: str, stop: threading.Event) -> Outcome:
-        """Retry until the EHR takes it, refuses it for good, or ``stop`` is set."""
-        attempt = 0
-        while True:
-            out = self.post(body, msg_id)
-            if out.ok or out.permanent:
-                return out
-            attempt += 1
-            delay = min(self.max_backoff_s, 0.5 * 2 ** min(attempt, 20)) * random.uniform(0.5, 1.0)
-            log.warning("webhook: record %s not accepted (%s); retry %d in %.1fs",
-                        msg_id, out.error, attempt, delay)
-            if stop.wait(delay):
-                return out
+    def backoff(self, attempt: int) -> float:
+        """Seconds before retry ``attempt`` (1-based): exponential, capped, jittered."""
+        return min(self.max_backoff_s, 0.5 * 2 ** min(attempt, 20)) * random.uniform(0.5, 1.0)
 
     def close(self) -> None:
         self._client.close()

@@ -300,3 +300,16 @@ def sync_config_file(config_path, sync_settings, tmp_path) -> Callable[..., Path
         return out
 
     return make
+
+
+@pytest.fixture
+def hr_config_file(tmp_path) -> Callable[[ConnectorSettings], Path]:
+    """Write ConnectorSettings as the TOML file `interview-hr --config` reads."""
+    import tomli_w
+
+    def write(s: ConnectorSettings) -> Path:
+        out = tmp_path / "hr-config.toml"
+        out.write_text(tomli_w.dumps(s.model_dump(mode="json", exclude_none=True)), encoding="utf-8")
+        return out
+
+    return write

@@ -196,8 +196,10 @@ class CallbackServer:
         port: int = 8443,
         certfile: Path | None = None,
         keyfile: Path | None = None,
+        name: str = "wecom-callback",
     ) -> None:
         self.on_callback = on_callback
+        self.name = name
         self.path = path or "/"
         self.host = host
         self.port = port
@@ -230,7 +232,7 @@ class CallbackServer:
         self._httpd = httpd
         self.port = httpd.server_address[1]
         self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="wecom-callback", daemon=True
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, name=self.name, daemon=True
         )
         self._thread.start()
         log.info("WeCom sign-in callback listening on %s", self.url)
@@ -337,6 +339,7 @@ def relay_server(
         publish(cmd["device_id"], cmd)
         return "relayed"
 
+    kw.setdefault("name", "wecom-relay")
     return CallbackServer(forward, path=callback_path(redirect_uri), **kw)
 
 

@@ -724,7 +724,7 @@ def _word(value: Any, words: Mapping[str, str], what: str) -> str:
     return words[key]
 
 
-def _cell_text(value: Any) -> str:
+def cell_text(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value).strip()
@@ -740,10 +740,13 @@ def format_weights(weights: Mapping[str, float]) -> str:
 
 
 @dataclass
-class _Sheet:
+class SheetRows:
     name: str
     columns: dict[str, tuple[int, str]]  # key -> (column index 1-based, header text)
     rows: list[tuple[int, dict[str, Any]]]  # (row number, key -> raw cell value)
+
+    def issue(self, row: int | None, key: str | None, message: str) -> BankIssue:
+        return BankIssue(self.name, row, self.column_label(key) if key else None, message)
 
     def column_label(self, key: str) -> str | None:
         from openpyxl.utils import get_column_letter
@@ -754,15 +757,17 @@ class _Sheet:
         return f"{get_column_letter(idx)} ({header})"
 
 
-def _read_sheet(wb: Any, name: str, columns: tuple[Column, ...],
-                issues: list[BankIssue]) -> _Sheet | None:
+def read_sheet(wb: Any, name: str, columns: tuple[Column, ...], issues: list[BankIssue],
+               needed: Iterable[str] = SHEETS) -> SheetRows | None:
+    """One sheet's data rows as {column key: cell value}, found by header. Problems (missing
+    sheet or column, unknown header) go to `issues`; None when the sheet cannot be read."""
     from openpyxl.utils import get_column_letter
 
     ws = next((wb[s] for s in wb.sheetnames if s.strip().lower() == name), None)
     if ws is None:
         issues.append(BankIssue(name, None, None,
                                 f"sheet '{name}' is missing; the workbook needs sheets "
-                                f"{', '.join(SHEETS)} (found: {', '.join(wb.sheetnames)})"))
+                                f"{', '.join(needed)} (found: {', '.join(wb.sheetnames)})"))
         return None
     rows = ws.iter_rows(values_only=True)
     header = next(rows, None) or ()
@@ -811,14 +816,14 @@ def _read_sheet(wb: Any, name: str, columns: tuple[Column, ...],
                 break
     if missing:
         return None
-    return _Sheet(ws.title, found, data_rows)
+    return SheetRows(ws.title, found, data_rows)
 
 
-def _xlsx_issue(sheet: _Sheet, row: int | None, key: str | None, message: str) -> BankIssue:
+def xlsx_issue(sheet: SheetRows, row: int | None, key: str | None, message: str) -> BankIssue:
     return BankIssue(sheet.name, row, sheet.column_label(key) if key else None, message)
 
 
-def _field_column(loc: tuple, table: Mapping[str, str]) -> str | None:
+def field_column(loc: tuple, table: Mapping[str, str]) -> str | None:
     dotted = ".".join(str(p) for p in loc if not isinstance(p, int))
     parts = dotted.split(".") if dotted else []
     while parts:
@@ -847,7 +852,7 @@ def load_bank_xlsx(path: str | Path) -> QuestionBank:
                         path.name) from None
     issues: list[BankIssue] = []
     try:
-        sheets = {name: _read_sheet(wb, name, cols, issues) for name, cols in SHEETS.items()}
+        sheets = {name: read_sheet(wb, name, cols, issues) for name, cols in SHEETS.items()}
     finally:
         wb.close()
 
@@ -858,18 +863,18 @@ def load_bank_xlsx(path: str | Path) -> QuestionBank:
         for ri, cells in s.rows:
             field = str(cells.get("field", "")).split(" ")[0].strip().lower()
             if field not in ("version", "created", "name"):
-                issues.append(_xlsx_issue(s, ri, "field", f"unknown field {cells.get('field')!r}; "
+                issues.append(xlsx_issue(s, ri, "field", f"unknown field {cells.get('field')!r}; "
                                           "expected version, created or name"))
                 continue
             if "value" in cells:
                 v = cells["value"]
                 header[field] = v.isoformat() if isinstance(v, (datetime, date)) else (
-                    _cell_text(v) if field == "name" else v)
+                    cell_text(v) if field == "name" else v)
                 rows_of[field] = ri
         _, errs = _validate(_Header, header)
         for loc, msg in errs:
             field = str(loc[0]) if loc else ""
-            issues.append(_xlsx_issue(s, rows_of.get(field), "value" if field in rows_of else None,
+            issues.append(xlsx_issue(s, rows_of.get(field), "value" if field in rows_of else None,
                                       f"{field}: {msg}"))
 
     # dimensions
@@ -878,19 +883,19 @@ def load_bank_xlsx(path: str | Path) -> QuestionBank:
     if (s := sheets["dimensions"]) is not None:
         dims = {}
         for ri, cells in s.rows:
-            did = _cell_text(cells.get("id", ""))
+            did = cell_text(cells.get("id", ""))
             if not re.match(_DIM_ID, did):
-                issues.append(_xlsx_issue(s, ri, "id", f"{did!r} is not a valid dimension id; use "
+                issues.append(xlsx_issue(s, ri, "id", f"{did!r} is not a valid dimension id; use "
                                           "lower-case letters, digits and _ (e.g. problem_solving)"))
                 continue
             if did in dims or did in dim_rows:
-                issues.append(_xlsx_issue(s, ri, "id", f"duplicate dimension id {did!r}"))
+                issues.append(xlsx_issue(s, ri, "id", f"duplicate dimension id {did!r}"))
                 continue
             dim_rows[did] = ri
-            names, errs = _validate(Bilingual, {"zh": _cell_text(cells.get("name_zh", "")),
-                                                "en": _cell_text(cells.get("name_en", ""))})
+            names, errs = _validate(Bilingual, {"zh": cell_text(cells.get("name_zh", "")),
+                                                "en": cell_text(cells.get("name_en", ""))})
             for loc, msg in errs:
-                issues.append(_xlsx_issue(s, ri, f"name_{loc[0]}" if loc else "id", msg))
+                issues.append(xlsx_issue(s, ri, f"name_{loc[0]}" if loc else "id", msg))
             if names is not None:
                 dims[did] = names  # type: ignore[assignment]
 
@@ -899,28 +904,28 @@ def load_bank_xlsx(path: str | Path) -> QuestionBank:
     keyword_rows: list[tuple[int, str]] = []
     if (s := sheets["keywords"]) is not None:
         for ri, cells in s.rows:
-            qid = _cell_text(cells.get("question_id", ""))
+            qid = cell_text(cells.get("question_id", ""))
             if not qid:
-                issues.append(_xlsx_issue(s, ri, "question_id", "missing; which question is this keyword for?"))
+                issues.append(xlsx_issue(s, ri, "question_id", "missing; which question is this keyword for?"))
                 continue
             item: dict[str, Any] = {}
             bad = False
             try:
                 item["language"] = _word(cells.get("language", ""), _LANG_WORDS, "language")
             except _CellError as e:
-                issues.append(_xlsx_issue(s, ri, "language", str(e)))
+                issues.append(xlsx_issue(s, ri, "language", str(e)))
                 bad = True
             if "keyword" in cells:
-                item["term"] = _cell_text(cells["keyword"])
+                item["term"] = cell_text(cells["keyword"])
             if "weight" in cells:
                 item["weight"] = cells["weight"]
             if "synonyms" in cells:
-                item["synonyms"] = _split_list(_cell_text(cells["synonyms"]))
+                item["synonyms"] = _split_list(cell_text(cells["synonyms"]))
             kw, errs = _validate(Keyword, item)
             for loc, msg in errs:
-                col = _field_column(loc, _KEYWORD_FIELDS)
+                col = field_column(loc, _KEYWORD_FIELDS)
                 if not (bad and col == "language"):
-                    issues.append(_xlsx_issue(s, ri, col, msg))
+                    issues.append(xlsx_issue(s, ri, col, msg))
             keyword_rows.append((ri, qid))
             if kw is not None:
                 keywords.setdefault(qid, []).append(kw)  # type: ignore[arg-type]
@@ -938,11 +943,11 @@ def load_bank_xlsx(path: str | Path) -> QuestionBank:
     if (s := sheets["questions"]) is not None:
         for n, (ri, cells) in enumerate(s.rows):
             question_rows.append(ri)
-            qid = _cell_text(cells["id"]) if "id" in cells else None
+            qid = cell_text(cells["id"]) if "id" in cells else None
             question_ids.append(qid)
             bad_cols: set[str] = set()
-            item = {"prompt": {"zh": _cell_text(cells.get("prompt_zh", "")),
-                               "en": _cell_text(cells.get("prompt_en", ""))}}
+            item = {"prompt": {"zh": cell_text(cells.get("prompt_zh", "")),
+                               "en": cell_text(cells.get("prompt_en", ""))}}
             if qid is not None:
                 item["id"] = qid
             for key in ("preparation_s", "answer_s", "retakes"):
@@ -954,29 +959,29 @@ def load_bank_xlsx(path: str | Path) -> QuestionBank:
                 if "language" in cells:
                     item["language"] = _word(cells["language"], _LANG_WORDS, "language")
             except _CellError as e:
-                issues.append(_xlsx_issue(s, ri, "language", str(e)))
+                issues.append(xlsx_issue(s, ri, "language", str(e)))
                 bad_cols.add("language")
             try:
                 item["dimensions"] = (_dim_ids(_parse_weights(cells["dimensions"]), dim_alias)
                                       if "dimensions" in cells else {})
             except _CellError as e:
-                issues.append(_xlsx_issue(s, ri, "dimensions", str(e)))
+                issues.append(xlsx_issue(s, ri, "dimensions", str(e)))
                 bad_cols.add("dimensions")
             try:
                 if "star" in cells:
                     rubric["star"] = [_word(p, _STAR_WORDS, "STAR part")
-                                      for p in _split_list(_cell_text(cells["star"]))]
+                                      for p in _split_list(cell_text(cells["star"]))]
             except _CellError as e:
-                issues.append(_xlsx_issue(s, ri, "star", str(e)))
+                issues.append(xlsx_issue(s, ri, "star", str(e)))
                 bad_cols.add("star")
             try:
                 if "media_kind" in cells:
                     media["kind"] = _word(cells["media_kind"], _MEDIA_WORDS, "media kind")
             except _CellError as e:
-                issues.append(_xlsx_issue(s, ri, "media_kind", str(e)))
+                issues.append(xlsx_issue(s, ri, "media_kind", str(e)))
                 bad_cols.add("media_kind")
             if "media_path" in cells:
-                media["path"] = _cell_text(cells["media_path"])
+                media["path"] = cell_text(cells["media_path"])
             item["rubric"] = rubric
             if media:
                 item["media"] = media
@@ -984,16 +989,16 @@ def load_bank_xlsx(path: str | Path) -> QuestionBank:
             for loc, msg in errs:
                 if loc[:2] == ("rubric", "keywords"):
                     continue  # keyword rows were validated, and reported, one by one
-                col = _field_column(loc, _QUESTION_FIELDS)
+                col = field_column(loc, _QUESTION_FIELDS)
                 if col not in bad_cols:
-                    issues.append(_xlsx_issue(s, ri, col, msg))
+                    issues.append(xlsx_issue(s, ri, col, msg))
             if q is not None:
                 questions.append((n, q))  # type: ignore[arg-type]
         known = {i for i in question_ids if i}
         if (ks := sheets["keywords"]) is not None:
             for ri, qid in keyword_rows:
                 if qid not in known:
-                    issues.append(_xlsx_issue(ks, ri, "question_id",
+                    issues.append(xlsx_issue(ks, ri, "question_id",
                                               f"unknown question {qid!r} (not on sheet 'questions')"))
 
     # jobs
@@ -1003,19 +1008,19 @@ def load_bank_xlsx(path: str | Path) -> QuestionBank:
     if (s := sheets["jobs"]) is not None:
         for n, (ri, cells) in enumerate(s.rows):
             job_rows.append(ri)
-            jid = _cell_text(cells["id"]) if "id" in cells else None
+            jid = cell_text(cells["id"]) if "id" in cells else None
             job_ids.append(jid)
             bad_cols = set()
-            item = {"title": {"zh": _cell_text(cells.get("title_zh", "")),
-                              "en": _cell_text(cells.get("title_en", ""))}}
+            item = {"title": {"zh": cell_text(cells.get("title_zh", "")),
+                              "en": cell_text(cells.get("title_en", ""))}}
             if jid is not None:
                 item["id"] = jid
             for key in ("pass_threshold", "nonverbal_weight"):
                 if key in cells:
                     item[key] = cells[key]
             plan: dict[str, Any] = {
-                "questions": _split_list(_cell_text(cells.get("questions", ""))),
-                "required": _split_list(_cell_text(cells.get("required", ""))),
+                "questions": _split_list(cell_text(cells.get("questions", ""))),
+                "required": _split_list(cell_text(cells.get("required", ""))),
             }
             if "count" in cells:
                 plan["count"] = cells["count"]
@@ -1025,40 +1030,40 @@ def load_bank_xlsx(path: str | Path) -> QuestionBank:
                     try:
                         (item if key == "language" else plan)[key] = _word(cells[key], words, what)
                     except _CellError as e:
-                        issues.append(_xlsx_issue(s, ri, key, str(e)))
+                        issues.append(xlsx_issue(s, ri, key, str(e)))
                         bad_cols.add(key)
             try:
                 item["competencies"] = (_dim_ids(_parse_weights(cells["competencies"]), dim_alias)
                                         if "competencies" in cells else {})
             except _CellError as e:
-                issues.append(_xlsx_issue(s, ri, "competencies", str(e)))
+                issues.append(xlsx_issue(s, ri, "competencies", str(e)))
                 bad_cols.add("competencies")
             item["plan"] = plan
             job, errs = _validate(Job, item)
             for loc, msg in errs:
-                col = _field_column(loc, _JOB_FIELDS)
+                col = field_column(loc, _JOB_FIELDS)
                 if col not in bad_cols:
-                    issues.append(_xlsx_issue(s, ri, col, msg))
+                    issues.append(xlsx_issue(s, ri, col, msg))
             if job is not None:
                 jobs.append((n, job))  # type: ignore[arg-type]
         if not s.rows:
-            issues.append(_xlsx_issue(s, None, None, "no jobs; add at least one row"))
+            issues.append(xlsx_issue(s, None, None, "no jobs; add at least one row"))
     if sheets["questions"] is not None and not sheets["questions"].rows:
-        issues.append(_xlsx_issue(sheets["questions"], None, None, "no questions; add at least one row"))
+        issues.append(xlsx_issue(sheets["questions"], None, None, "no questions; add at least one row"))
 
     if sheets["questions"] is None:
         question_ids = None  # type: ignore[assignment]
     for ref, msg in _cross_check(dims, jobs, questions, job_ids, question_ids, path.parent):
         if ref.kind == "job" and (s := sheets["jobs"]) is not None:
-            issues.append(_xlsx_issue(s, job_rows[ref.index], _JOB_FIELDS.get(ref.field), msg))  # type: ignore[index]
+            issues.append(xlsx_issue(s, job_rows[ref.index], _JOB_FIELDS.get(ref.field), msg))  # type: ignore[index]
         elif ref.kind == "question" and ref.field == "rubric.keywords" and sheets["questions"]:
-            issues.append(_xlsx_issue(sheets["questions"], question_rows[ref.index], "id",  # type: ignore[index]
+            issues.append(xlsx_issue(sheets["questions"], question_rows[ref.index], "id",  # type: ignore[index]
                                       msg + "; add them on sheet 'keywords'"))
         elif ref.kind == "question" and (s := sheets["questions"]) is not None:
-            issues.append(_xlsx_issue(s, question_rows[ref.index],  # type: ignore[index]
+            issues.append(xlsx_issue(s, question_rows[ref.index],  # type: ignore[index]
                                       _QUESTION_FIELDS.get(ref.field), msg))
         elif ref.kind == "dimension" and (s := sheets["dimensions"]) is not None:
-            issues.append(_xlsx_issue(s, dim_rows.get(str(ref.index)), "id", msg))
+            issues.append(xlsx_issue(s, dim_rows.get(str(ref.index)), "id", msg))
         else:
             issues.append(BankIssue(None, None, None, msg, path=_json_path(ref)))
     if issues:

@@ -9,10 +9,12 @@ import json
 import logging
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AwareDatetime,
@@ -24,7 +26,14 @@ from pydantic import (
     model_validator,
 )
 
-from device.questions import BankIssue, format_issues, issues_from_validation
+from device.questions import (
+    BankIssue,
+    Column,
+    cell_text,
+    format_issues,
+    issues_from_validation,
+    read_sheet,
+)
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +106,23 @@ class RosterEntry(BaseModel):
         return self
 
 
+def _duplicates(entries: Iterable[RosterEntry]) -> list[tuple[int, str, str]]:
+    """(index, field, message) for every entry id or interview code used twice."""
+    seen_ids: set[str] = set()
+    seen_codes: set[str] = set()
+    out: list[tuple[int, str, str]] = []
+    for i, e in enumerate(entries):
+        if e.entry_id in seen_ids:
+            out.append((i, "entry_id", f"duplicate entry id {e.entry_id!r}"))
+        seen_ids.add(e.entry_id)
+        if e.interview_code:
+            if e.interview_code in seen_codes:
+                out.append((i, "interview_code",
+                            "code already used by another entry; codes must be unique"))
+            seen_codes.add(e.interview_code)
+    return out
+
+
 class Roster(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -110,20 +136,9 @@ class Roster(BaseModel):
 
     @model_validator(mode="after")
     def _unique(self) -> Roster:
-        seen_ids: set[str] = set()
-        seen_codes: set[str] = set()
-        problems: list[str] = []
-        for i, e in enumerate(self.entries):
-            if e.entry_id in seen_ids:
-                problems.append(f"entries[{i}].entry_id: duplicate entry id {e.entry_id!r}")
-            seen_ids.add(e.entry_id)
-            if e.interview_code:
-                if e.interview_code in seen_codes:
-                    problems.append(f"entries[{i}].interview_code: code already used by another "
-                                    "entry; codes must be unique")
-                seen_codes.add(e.interview_code)
+        problems = _duplicates(self.entries)
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError("; ".join(f"entries[{i}].{field}: {msg}" for i, field, msg in problems))
         return self
 
     def moved_to(self, day: date) -> Roster:
@@ -154,7 +169,14 @@ def roster_from_dict(data: Any, source: str | None = None) -> Roster:
 
 
 def load_roster(path: str | Path) -> Roster:
+    """Load a roster from .json or .xlsx (by suffix); RosterError lists every problem."""
     path = Path(path)
+    if path.suffix.lower() in (".xlsx", ".xlsm"):
+        return load_roster_xlsx(path)
+    if path.suffix.lower() != ".json":
+        raise RosterError([BankIssue(None, None, None, f"unsupported file type "
+                                     f"{path.suffix or '(none)'}; use .xlsx or .json", path="")],
+                          path.name)
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError) as e:
@@ -168,6 +190,170 @@ def load_roster(path: str | Path) -> Roster:
     log.info("roster %s: version %d for %s, %d entries", path.name, roster.version, roster.date,
              len(roster.entries))
     return roster
+
+
+# ---------------------------------------------------------------------------------------------
+# Excel: sheet `info` (version, date, timezone, grace minutes) and sheet `roster`, one booking
+# per row. Times in the sheet are local to `timezone` unless they carry their own offset.
+
+INFO_COLUMNS = (Column("field", "项目"), Column("value", "值"))
+ROSTER_COLUMNS = (
+    Column("entry_id", "预约编号"),
+    Column("name", "姓名"),
+    Column("wecom_userid", "企业微信账号", required=False),
+    Column("external_userid", "外部联系人ID", required=False),
+    Column("openid", "OpenID", required=False),
+    Column("interview_code", "面试码", required=False),
+    Column("job_id", "岗位编号"),
+    Column("device_id", "终端编号", required=False),
+    Column("site", "地点", required=False),
+    Column("slot_start", "开始时间"),
+    Column("slot_end", "结束时间"),
+    Column("notes", "备注", required=False),
+)
+ROSTER_SHEETS = {"info": INFO_COLUMNS, "roster": ROSTER_COLUMNS}
+_INFO_FIELDS = ("version", "date", "timezone", "grace_early_min", "grace_late_min")
+DEFAULT_TIMEZONE = "+08:00"
+
+
+def _parse_tz(text: str) -> tzinfo:
+    text = str(text).strip()
+    m = re.fullmatch(r"(?:UTC|GMT)?\s*([+-])(\d{1,2})(?::?(\d{2}))?", text, re.IGNORECASE)
+    if m:
+        delta = timedelta(hours=int(m.group(2)), minutes=int(m.group(3) or 0))
+        return timezone(-delta if m.group(1) == "-" else delta)
+    if text.upper() in ("UTC", "Z", "GMT"):
+        return UTC
+    try:
+        return ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"time zone {text!r} is not known; write e.g. +08:00 or Asia/Shanghai") from None
+
+
+def _local_time(value: Any, tz: tzinfo) -> Any:
+    """An Excel date-time (naive) or text, in the roster's time zone unless it has its own."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return value  # the model names what is wrong with it
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=tz)
+    return value
+
+
+def load_roster_xlsx(path: str | Path) -> Roster:
+    from openpyxl import load_workbook
+
+    path = Path(path)
+    try:
+        wb = load_workbook(path, read_only=True, data_only=True)
+    except Exception as e:  # a truncated or non-Excel file: BadZipFile, KeyError, OSError...
+        raise RosterError([BankIssue(None, None, None,
+                                     f"not an Excel .xlsx workbook ({type(e).__name__}: {e})",
+                                     path="")], path.name) from None
+    issues: list[BankIssue] = []
+    try:
+        sheets = {n: read_sheet(wb, n, cols, issues, ROSTER_SHEETS) for n, cols in ROSTER_SHEETS.items()}
+    finally:
+        wb.close()
+    info: dict[str, Any] = {}
+    info_rows: dict[str, int] = {}
+    tz: tzinfo = _parse_tz(DEFAULT_TIMEZONE)
+    if (s := sheets["info"]) is not None:
+        for ri, cells in s.rows:
+            field = str(cells.get("field", "")).split(" ")[0].strip().lower()
+            if field not in _INFO_FIELDS:
+                issues.append(s.issue(ri, "field", f"unknown field {cells.get('field')!r}; expected "
+                                      + ", ".join(_INFO_FIELDS)))
+            elif "value" in cells:
+                v = cells["value"]
+                info[field] = v.date().isoformat() if field == "date" and isinstance(v, datetime) else v
+                info_rows[field] = ri
+        if "timezone" in info:
+            try:
+                tz = _parse_tz(info.pop("timezone"))
+            except ValueError as e:
+                issues.append(s.issue(info_rows["timezone"], "value", str(e)))
+    entries: list[RosterEntry] = []
+    if (s := sheets["roster"]) is not None:
+        for ri, cells in s.rows:
+            item = {k: (_local_time(v, tz) if k in ("slot_start", "slot_end") else
+                        (v if isinstance(v, datetime) else cell_text(v)))
+                    for k, v in cells.items() if k != "notes"}
+            try:
+                entries.append(RosterEntry.model_validate(item))
+            except ValidationError as e:
+                for issue in issues_from_validation(e):
+                    key = (issue.path or "").split(".")[0].split("[")[0] or None
+                    issues.append(s.issue(ri, key, issue.message))
+        # duplicates by the raw cells, so a booking with another mistake is still compared
+        seen: dict[tuple[str, str], int] = {}
+        for ri, cells in s.rows:
+            for field in ("entry_id", "interview_code"):
+                if field not in cells:
+                    continue
+                raw = cell_text(cells[field])
+                value = normalize_code(raw) if field == "interview_code" else raw
+                if (field, value) in seen:
+                    issues.append(s.issue(ri, field, f"{raw!r} is already used on row "
+                                          f"{seen[field, value]}; it must be unique"))
+                else:
+                    seen[field, value] = ri
+    if (s := sheets["info"]) is not None:
+        try:
+            Roster.model_validate({**info, "entries": []})
+        except ValidationError as e:
+            for issue in issues_from_validation(e):
+                field = (issue.path or "").split(".")[0]
+                issues.append(s.issue(info_rows.get(field), "value" if field in info_rows else None,
+                                      f"{field}: {issue.message}"))
+    if issues:
+        issues.sort(key=lambda i: (i.sheet != "info", i.row or 0))
+        raise RosterError(issues, path.name)
+    return roster_from_dict({**info, "entries": [e.model_dump(mode="json") for e in entries]},
+                            path.name)
+
+
+def write_roster_xlsx(roster: Roster, path: str | Path) -> Path:
+    """The workbook load_roster_xlsx reads back to the same roster, times shown in the time
+    zone of the first booking (China: +08:00)."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    tz = roster.entries[0].slot_start.tzinfo if roster.entries else _parse_tz(DEFAULT_TIMEZONE)
+    offset = datetime(2000, 1, 1, tzinfo=tz).strftime("%z")
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "info"
+    ws.append([c.header for c in INFO_COLUMNS])
+    for row in (["version 版本号", roster.version], ["date 日期", roster.date.isoformat()],
+                ["timezone 时区", f"{offset[:3]}:{offset[3:]}"],
+                ["grace_early_min 提前签到（分钟）", roster.grace_early_min],
+                ["grace_late_min 迟到宽限（分钟）", roster.grace_late_min]):
+        ws.append(row)
+    ws.column_dimensions["A"].width = 34
+    ws.column_dimensions["B"].width = 14
+    rs = wb.create_sheet("roster")
+    rs.append([c.header for c in ROSTER_COLUMNS if c.key != "notes"])
+    for e in roster.entries:
+        rs.append([e.entry_id, e.name, e.wecom_userid, e.external_userid, e.openid,
+                   e.interview_code, e.job_id, e.device_id, e.site,
+                   e.slot_start.astimezone(tz).replace(tzinfo=None),
+                   e.slot_end.astimezone(tz).replace(tzinfo=None)])
+    for sheet in (ws, rs):
+        sheet.freeze_panes = "A2"
+        for cell in sheet[1]:
+            cell.font = Font(bold=True)
+    for col in "ABCDEFGHIJK":
+        rs.column_dimensions[col].width = 20
+    for row in rs.iter_rows(min_row=2):
+        row[5].number_format = "@"  # codes are text: a leading 0 must survive
+        for cell in row[9:11]:
+            cell.number_format = "yyyy-mm-dd hh:mm"
+    path = Path(path)
+    wb.save(path)
+    return path
 
 
 # ---------------------------------------------------------------------------------------------

@@ -227,3 +227,42 @@ def test_mask_name_styles_and_names_stay_out_of_reprs(roster: Roster) -> None:
     entry = roster.entries[1]
     assert "王芳" not in repr(entry) and "王芳" not in str(entry)
     assert entry.slot_start + timedelta(minutes=30) == entry.slot_end
+
+
+# --- Excel ------------------------------------------------------------------------------------
+
+
+def test_xlsx_roster_loads_to_the_same_roster(roster: Roster) -> None:
+    assert load_roster(EXAMPLES / "roster.xlsx") == roster
+
+
+def test_xlsx_roster_times_are_local_to_its_timezone(tmp_path: Path, roster: Roster) -> None:
+    from openpyxl import load_workbook
+
+    wb = load_workbook(EXAMPLES / "roster.xlsx")
+    wb["info"]["B4"] = "Asia/Tokyo"  # one hour ahead of Beijing: the same wall times are earlier
+    wb.save(tmp_path / "tokyo.xlsx")
+    tokyo = load_roster(tmp_path / "tokyo.xlsx")
+    assert tokyo.entries[1].slot_start == roster.entries[1].slot_start - timedelta(hours=1)
+
+
+def test_xlsx_roster_errors_name_sheet_row_and_column(tmp_path: Path) -> None:
+    from openpyxl import load_workbook
+
+    wb = load_workbook(EXAMPLES / "roster.xlsx")
+    wb["info"]["B4"] = "Mars/Olympus"
+    wb["roster"]["J3"] = "tomorrow 10am"
+    wb["roster"]["A4"] = "R-20261123-002"  # same as row 3, which has its own mistake
+    wb["roster"]["F5"] = "12"
+    wb["roster"]["H6"] = None  # site-less booking without device either
+    wb["roster"]["I6"] = None
+    wb.save(tmp_path / "bad.xlsx")
+    with pytest.raises(RosterError) as exc:
+        load_roster(tmp_path / "bad.xlsx")
+    assert [str(i) for i in exc.value.errors] == [
+        "sheet 'info', row 4, column B (value 值): time zone 'Mars/Olympus' is not known; write e.g. +08:00 or Asia/Shanghai",
+        "sheet 'roster', row 3, column J (slot_start 开始时间): expected a valid datetime or date, invalid character in year, got 'tomorrow 10am'",
+        "sheet 'roster', row 4, column A (entry_id 预约编号): 'R-20261123-002' is already used on row 3; it must be unique",
+        "sheet 'roster', row 5, column F (interview_code 面试码): interview code must be 4-12 letters or digits, got '12'",
+        "sheet 'roster', row 6: give device_id or site: where is this interview?",
+    ]

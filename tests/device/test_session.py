@@ -765,3 +765,36 @@ def test_names_and_transcripts_never_reach_the_log(store, settings, clock, caplo
 def test_event_reprs_hide_transcripts_and_names():
     assert TRANSCRIPT not in repr(answer())
     assert NAME not in repr(verified())
+
+
+# --- the console demo ---------------------------------------------------------------------------
+
+
+def test_script_demo_prints_the_result_it_stored(tmp_path, config_path, settings, capsys):
+    from device import script_demo
+
+    scratch = tmp_path / "scratch"
+    assert script_demo.main(["--config", str(config_path), "--data-dir", str(scratch),
+                             "--job", "software_engineer"]) == 0
+    out = capsys.readouterr().out
+    rec = json.loads(out)
+    assert rec["end_reason"] == "completed" and rec["device_id"] == settings.device.id
+    assert rec["language"] == "en"
+    assert len({a["idx"] for a in rec["answers"]}) == 5
+    assert any(a["attempt"] == 2 for a in rec["answers"])  # the script retakes once
+    # It read back the encrypted scratch store, and left the device's own data alone.
+    store = Store.open_from_settings(script_demo.scratch_settings(config_path, scratch))
+    try:
+        assert results(store, rec["session_id"]) == [rec]
+    finally:
+        store.close()
+    assert not (settings.paths.data_dir / "kiosk.db").exists()
+
+
+def test_script_demo_names_a_bad_bank(tmp_path, capsys):
+    from device import script_demo
+
+    bad = tmp_path / "bank.json"
+    bad.write_text('{"version": 0}', encoding="utf-8")
+    assert script_demo.main(["--data-dir", str(tmp_path / "d"), "--bank", str(bad)]) == 2
+    assert "bank.json" in capsys.readouterr().err

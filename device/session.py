@@ -934,7 +934,8 @@ class SessionMachine:
         detail = detail or {}
         answers = self._load_answers(live.id)
         scored = latest_attempts(answers)
-        view = self._session_view(live, State.FINISHING, now)
+        # The builder sees the session's data with the state it ends in (DONE, ABANDONED, ...).
+        view = self._session_view(live, END_REASON_STATE[reason], now)
         flags = set(live.flags)
         try:
             report = self.report_builder(view, scored)

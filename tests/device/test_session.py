@@ -332,6 +332,7 @@ def test_retake_replaces_the_answer_in_scoring_but_both_are_stored(store, settin
     seen: list[list[S.AnswerRow]] = []
 
     def builder(view, answers):
+        assert view.state is State.DONE and view.job.id == "sales" and view.total == 3
         seen.append(answers)
         return {"total": 77, "recommendation": "yes"}
 

@@ -19,6 +19,9 @@ from wechatpy.enterprise import WeChatClient
 from wechatpy.exceptions import WeChatClientException
 
 log = logging.getLogger(__name__)
+# urllib3 logs every request line at DEBUG, and WeCom puts the access token and the OAuth
+# code in the query string: keep those lines out of the log even when run with -v.
+logging.getLogger("urllib3.connectionpool").setLevel(logging.INFO)
 
 DEFAULT_BASE_URL = "https://qyapi.weixin.qq.com/cgi-bin/"
 TOKEN_ERRORS = (40001, 40014, 42001)  # invalid credential / invalid token / expired token

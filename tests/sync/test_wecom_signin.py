@@ -287,3 +287,22 @@ def test_session_help_and_end_reach_hr_on_wecom(site):
     assert "Interview started" in text and "Interview finished" in text and "abandoned" in text
     assert "张*" in text and "张三" not in text
     assert site.store.outbox_stats(site.clock.t)["by_kind"].get("notify", 0) == 0
+
+
+def test_logs_never_hold_codes_tokens_or_names(site, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    qr = site.qr()
+    redirect = site.scan(qr.url, "zhang.san")
+    code = parse_qs(urlparse(redirect).query)["code"][0]
+    site.open(redirect)
+    site.open(redirect)  # a replay too
+    token = site.processor.client.session.get(site.processor.client.access_token_key)
+    assert token and code
+    # The device's loggers and the libraries it uses (httpx here is the test's phone).
+    ours = ("sync", "device", "wechatpy", "urllib3", "requests")
+    text = "\n".join(r.getMessage() for r in caplog.records if r.name.split(".")[0] in ours)
+    assert code not in text and token not in text and qr.nonce not in text
+    assert "张三" not in text and site.fake.directory.secret not in text
+    assert "sign-in via wecom: ok" in text and "reused_state" in text

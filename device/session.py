@@ -492,6 +492,7 @@ class SessionMachine:
         elif s in (State.WELCOME, State.DEVICE_CHECK, State.HELP, State.PAUSED):
             self._end("abandoned", now, detail={"timeout": str(s)})
         elif s is State.PREPARE:
+            self._message = None
             self._start_answer(now)
         elif s is State.ANSWER:
             assert live is not None
@@ -595,6 +596,7 @@ class SessionMachine:
         if self._state is not State.DEVICE_CHECK or self._live is None:
             return False
         self._live.hint = None
+        self._message = None
         self._live.idx, self._live.attempt = 0, 1
         self._start_prepare(now)
         return True

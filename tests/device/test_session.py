@@ -254,7 +254,7 @@ def test_device_check_failure_shows_a_hint_and_pass_moves_on(machine, clock):
     assert machine.view.hint == "请靠近一点"
     assert machine.view.message_key == "device_check_failed"
     assert machine.handle(S.DeviceCheckPassed()) is State.PREPARE
-    assert machine.view.hint is None
+    assert machine.view.hint is None and machine.view.message_key is None
     assert machine.view.question.id == "q1" and machine.view.index == 0
 
 

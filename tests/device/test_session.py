@@ -676,6 +676,39 @@ def test_result_and_outbox_rows_are_written_together_or_not_at_all(
     assert outbox(store, "notify", sid)[-1]["payload"]["type"] == "finished"
 
 
+def test_finishing_gives_up_after_its_timeout_and_recovers_later(
+        store, settings, clock, monkeypatch):
+    m = SessionMachine(store, settings, clock=clock, bank=make_bank(),
+                       questions=[make_question("only", prep=0, answer=10, retakes=0)])
+    m.handle(verified())
+    m.handle(S.ConsentGiven())
+    m.handle(S.DeviceCheckPassed())
+    sid = m.view.session_id
+    m.handle(answer())
+    real_enqueue = store.enqueue
+
+    def failing(kind, *a, **kw):
+        if kind == "result":
+            raise OSError("disk full")
+        return real_enqueue(kind, *a, **kw)
+
+    monkeypatch.setattr(store, "enqueue", failing)
+    assert m.handle(S.NextQuestion()) is State.FINISHING
+    assert m.view.message_key == "saving"
+    clock.advance(settings.session.timeouts.finishing - 1)
+    assert m.tick() is State.FINISHING
+    clock.advance(1)
+    assert m.tick() is State.FAILED
+    assert m.view.message_key == "save_failed" and m.view.session_id is None
+    assert results(store, sid) == []
+    monkeypatch.setattr(store, "enqueue", real_enqueue)
+    clock.advance(settings.session.timeouts.failed)
+    m.tick()  # back to idle, and the open session is closed there
+    assert m.tick() is State.IDLE
+    (rec,) = results(store, sid)
+    assert rec["end_reason"] == "interrupted" and len(rec["answers"]) == 1
+
+
 def test_a_save_that_keeps_failing_is_recovered_later(machine, store, clock, settings, monkeypatch):
     sid = to_state(machine, clock, State.REVIEW)
     real_enqueue = store.enqueue

@@ -167,11 +167,11 @@ def _read_source(ctx: Context, args: argparse.Namespace) -> tuple[str | bytes, b
                        "give a bundle file, the QR text, or --scan")
     if args.bundle == "-":
         return sys.stdin.buffer.read(MAX_BUNDLE_BYTES + 1), False
+    if args.bundle.strip().startswith((QR_PREFIX, "{")):
+        return args.bundle, False
     path = Path(args.bundle)
     if path.is_file():
         return path.read_bytes()[: MAX_BUNDLE_BYTES + 1], True
-    if args.bundle.strip().startswith((QR_PREFIX, "{")):
-        return args.bundle, False
     raise ctx.fail(ExitCode.USAGE, "找不到注册包文件 {p}", "no such bundle file: {p}", p=path)
 
 

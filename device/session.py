@@ -539,7 +539,9 @@ class SessionMachine:
         return True
 
     def _on_Verified(self, ev: Verified, now: float) -> bool:
-        if self._state not in (State.IDLE, State.VERIFYING):
+        # Also on an end screen: a sign-in that lands while the last candidate's thank-you is
+        # still up must not be lost (those screens hold no candidate data).
+        if self._state not in (State.IDLE, State.VERIFYING) and self._state not in END_STATES:
             return False
         entry_id = getattr(ev.entry, "entry_id", None)
         name = getattr(ev.entry, "name", None)

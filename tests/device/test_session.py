@@ -178,6 +178,14 @@ def test_verified_opens_a_session_and_shows_a_masked_name(machine, store, clock)
     assert (sid, ref, state, started, ended) == (v.session_id, "E-1001", "welcome", T0, None)
 
 
+def test_a_sign_in_during_the_last_thank_you_screen_is_not_lost(machine, store, clock):
+    to_state(machine, clock, State.WELCOME)
+    machine.handle(S.ConsentDeclined())
+    assert machine.handle(verified("E-2002")) is State.WELCOME
+    assert machine.view.session_id is not None
+    assert rows(store, "SELECT count(*) FROM sessions WHERE ended IS NULL")[0][0] == 1
+
+
 def test_verified_for_an_unknown_job_stays_in_sign_in(machine, store):
     ev = S.Verified(make_entry(), "no-such-job", "wecom", "v")
     assert machine.handle(ev) is State.VERIFYING

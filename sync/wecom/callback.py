@@ -254,6 +254,7 @@ class CallbackServer:
 
 class _CallbackHandler(BaseHTTPRequestHandler):
     server_obj: CallbackServer
+    disable_nagle_algorithm = True  # headers and body go out as separate writes
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         parsed = parse_callback(self.path, self.server_obj.path)

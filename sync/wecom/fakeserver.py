@@ -368,6 +368,7 @@ class _TrackingServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeWecomServer
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as separate writes
 
     def _serve(self, method: str) -> None:
         u = urlparse(self.path)

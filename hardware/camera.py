@@ -263,6 +263,7 @@ class FileCamera(_ThreadedCamera):
         size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
         cap.release()
         super().__init__(fps, size)
+        self.native_fps = fps
         self.pace = pace
         self.loop = loop
         self._cap = None

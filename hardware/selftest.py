@@ -206,6 +206,8 @@ def run_selftest(settings, camera, mic, *, face_detector: FaceDetector | None = 
     results: list[CheckResult] = []
     expected_fps = float(getattr(getattr(getattr(settings, "kiosk", None), "camera", None), "fps", 15) or 15)
     if camera is not None:
+        # A file-backed camera runs at its file's rate, whatever the config asks for.
+        expected_fps = float(getattr(camera, "native_fps", None) or expected_fps)
         results += check_camera(camera, expected_fps, duration_s, face_detector)
     if mic is not None:
         results += check_microphone(mic, duration_s)

@@ -1,1 +1,6 @@
-"""kiosk package."""
+"""The terminal's full-screen PySide6 UI: screens bound to device/session's state machine.
+
+Only this package imports Qt (through kiosk/qt.py); it decides nothing about the interview.
+"""
+
+__version__ = "0.1.0"

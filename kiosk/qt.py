@@ -6,6 +6,7 @@ font paths at its own copies), so it must never be bypassed by importing PySide6
 
 from __future__ import annotations
 
+import logging
 import os
 
 # opencv-contrib-python sets these on import to its bundled (older) Qt plugins; Qt must use
@@ -15,8 +16,8 @@ for _var in ("QT_QPA_PLATFORM_PLUGIN_PATH", "QT_QPA_FONTDIR"):
         os.environ.pop(_var, None)
 
 from PySide6.QtCore import (  # noqa: E402
-    QByteArray,
     QBuffer,
+    QByteArray,
     QElapsedTimer,
     QEvent,
     QIODevice,
@@ -29,8 +30,10 @@ from PySide6.QtCore import (  # noqa: E402
     Qt,
     QThread,
     QTimer,
+    QtMsgType,
     Signal,
     Slot,
+    qInstallMessageHandler,
 )
 from PySide6.QtGui import (  # noqa: E402
     QBrush,
@@ -71,9 +74,23 @@ def clear_cv2_qt_env() -> None:
             os.environ.pop(var, None)
 
 
+# Harmless platform chatter (the offscreen plugin cannot resize windows to hints).
+_QT_NOISE = ("propagateSizeHints",)
+
+
+def _qt_messages(mode, context, message) -> None:
+    if any(n in message for n in _QT_NOISE):
+        return
+    level = {QtMsgType.QtDebugMsg: logging.DEBUG, QtMsgType.QtInfoMsg: logging.INFO,
+             QtMsgType.QtWarningMsg: logging.WARNING}.get(mode, logging.ERROR)
+    logging.getLogger("qt").log(level, "%s", message)
+
+
 def make_app(argv: list[str] | None = None, *, headless: bool = False) -> QApplication:
-    """The QApplication (created once); headless runs on the offscreen platform."""
+    """The QApplication (created once); headless runs on the offscreen platform. Qt's own
+    messages go to the log."""
     clear_cv2_qt_env()
+    qInstallMessageHandler(_qt_messages)
     if headless:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
     app = QApplication.instance()

@@ -8,8 +8,8 @@ from __future__ import annotations
 from kiosk import style
 from kiosk.i18n import tr
 from kiosk.qt import (
-    QGraphicsDropShadowEffect,
     QColor,
+    QGraphicsDropShadowEffect,
     QHBoxLayout,
     QImage,
     QLabel,

@@ -62,6 +62,7 @@ class Bridge(QObject):
     answer = Signal(object)        # capture.AnswerResult
     answer_error = Signal(str)
     selftest = Signal(object)      # list[CheckResult]
+    view = Signal(object)          # SessionView published by the machine (any thread)
     media_frame = Signal(object)   # QImage of a video prompt
 
 
@@ -133,6 +134,7 @@ class KioskWindow(QWidget):
         self._last_faces = 0
         self._video_prompt = None
         self._ready_sent = False
+        self._failed_component = ""
         self.shown_states: list[str] = []
         self.pin_gate = PinGate(settings.kiosk.technician_pin_hash, store, clock=clock)
 
@@ -207,7 +209,11 @@ class KioskWindow(QWidget):
         self._meter.timeout.connect(self._update_meter)
         self._watchdog = QTimer(self)
         self._watchdog.timeout.connect(lambda: self._sd("WATCHDOG=1"))
-        machine.subscribe(self._on_view_changed)
+        self.bridge.view.connect(self._on_view_changed)
+        # The machine publishes on whichever thread handled the event; the signal brings the
+        # view to the GUI thread (directly when it already is there).
+        machine.subscribe(self.bridge.view.emit)
+        self._busy = threading.Lock()
         self.setStyleSheet(style.stylesheet(self._scale()))
 
     # -- set-up -----------------------------------------------------------------------------
@@ -303,10 +309,27 @@ class KioskWindow(QWidget):
 
     # -- the state machine -> screens ---------------------------------------------------------
     def _send(self, event) -> None:
+        if not self._busy.acquire(timeout=2.0):
+            log.error("session machine busy; %s dropped", type(event).__name__)
+            return
         try:
             self.machine.handle(event)
         except Exception:  # the machine must never take the UI down with it
             log.exception("session machine failed on %s", type(event).__name__)
+        finally:
+            self._busy.release()
+
+    def _send_async(self, event) -> None:
+        """Hand an event that can take long (the last NextQuestion builds the report and
+        commits the result) to a worker thread; ticks pause until it is done."""
+        def work() -> None:
+            with self._busy:
+                try:
+                    self.machine.handle(event)
+                except Exception:
+                    log.exception("session machine failed on %s", type(event).__name__)
+
+        threading.Thread(target=work, name="session-event", daemon=True).start()
 
     def _screen_for(self, state) -> str:
         if state in QUESTION_STATES:
@@ -366,6 +389,11 @@ class KioskWindow(QWidget):
         elif state == S.FINISHING:
             if p is not None:
                 p.watch_presence = False
+        if state == S.IDLE:
+            self._failed_component = ""
+            self.question.next.setEnabled(True)
+        if state in (S.PREPARE, S.REVIEW):
+            self.question.next.setEnabled(True)
         self.screen_changed.emit(self._screen_for(state))
         self.shown_states.append(self._screen_for(state))
 
@@ -380,8 +408,7 @@ class KioskWindow(QWidget):
             log.error("no screen for state %s", name)
             return
         if name == "failed":
-            comp = (getattr(view, "message", None) or getattr(view, "failed_component", None) or "device")
-            comp = comp if comp in ("camera", "microphone") else "device"
+            comp = self._failed_component if self._failed_component in ("camera", "microphone") else "device"
             screen.fmt = {"component": tr(f"component_{comp}", self.lang)}
         screen.refresh(view, self.lang)
         if self.stack.currentWidget() is not screen:
@@ -396,10 +423,13 @@ class KioskWindow(QWidget):
 
     # -- timers --------------------------------------------------------------------------------
     def _on_tick(self) -> None:
-        try:
-            self.machine.tick()
-        except Exception:
-            log.exception("session tick failed")
+        if self._busy.acquire(blocking=False):
+            try:
+                self.machine.tick()
+            except Exception:
+                log.exception("session tick failed")
+            finally:
+                self._busy.release()
         self.header.clock.setText(time.strftime("%H:%M", time.localtime(self.clock())))
         view = self.machine.view
         screen = self.current_screen()
@@ -407,7 +437,8 @@ class KioskWindow(QWidget):
         if self.state == S.ANSWER and self.pipeline is not None:
             self.question.set_captions(self.pipeline.partial_text)
             remaining = getattr(view, "remaining_s", None)
-            if remaining is not None and remaining <= 0 and not self._answer_ending:
+            time_up = getattr(view, "time_up", False) or (remaining is not None and remaining <= 0)
+            if time_up and not self._answer_ending:
                 self.finish_answer()  # time is up: save what was said
         if self.state == S.IDLE:
             self._refresh_qr()
@@ -483,7 +514,13 @@ class KioskWindow(QWidget):
         elif intent == "retake":
             self._send(ses.Retake())
         elif intent == "next":
-            self._send(ses.NextQuestion())
+            v = self.view
+            last = (getattr(v, "index", 0) or 0) + 1 >= (getattr(v, "total", 0) or 0)
+            if last:
+                self.question.next.setEnabled(False)
+                self._send_async(ses.NextQuestion())
+            else:
+                self._send(ses.NextQuestion())
         elif intent == "help_resolved":
             self._send(ses.HelpResolved())
         elif intent == "tech_cancel" or intent == "tech_leave":
@@ -507,8 +544,23 @@ class KioskWindow(QWidget):
 
     # -- worker results (queued onto the GUI thread) ---------------------------------------------
     def _on_answer(self, result) -> None:
+        self._record_media(result.media)
         self._send(ses.AnswerFinished(result.transcript, result.analysis, result.media, result.duration_s))
         self._answer_ending = False
+
+    def _record_media(self, media: list[dict]) -> None:
+        """Reference the encrypted recordings from the store's `media` table (retention
+        deletes rows and files together)."""
+        sid = getattr(self.view, "session_id", None)
+        try:
+            with self.store.transaction():
+                for m in media:
+                    self.store.db["media"].insert({
+                        "id": m["id"], "session_id": sid, "answer_id": m.get("answer_id"),
+                        "kind": m["kind"], "path": m["path"], "size": m["size"], "sha256": m["sha256"],
+                    }, replace=True)
+        except Exception:
+            log.exception("could not reference answer media in the store")
 
     def _on_answer_error(self, detail: str) -> None:
         self._answer_ending = False
@@ -542,6 +594,7 @@ class KioskWindow(QWidget):
 
     def _on_hardware(self, component: str, detail: str) -> None:
         log.error("hardware failure: %s: %s", component, detail)
+        self._failed_component = component
         if self.pipeline is not None:
             self.pipeline.abort_answer()
         self._answer_ending = False

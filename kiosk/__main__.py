@@ -1,0 +1,88 @@
+"""`interview-kiosk`: the terminal's full-screen interview UI (and `--demo`).
+
+Parses arguments, loads the settings, wires the parts and runs the Qt event loop. Errors a
+technician can fix (config, keys, camera) are printed as one clear line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from kiosk import __version__
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="interview-kiosk",
+        description="The interview terminal's full-screen UI. 面试终端全屏界面。",
+    )
+    p.add_argument("--config", help="config file (default: $INTERVIEW_KIOSK_CONFIG, "
+                                     "/etc/interview-kiosk/config.toml, ./var/config.toml in a checkout)")
+    p.add_argument("--demo", action="store_true",
+                   help="run a complete interview with a synthetic candidate on a throw-away device")
+    p.add_argument("--headless", action="store_true",
+                   help="no display: run offscreen (with --demo, save a screenshot of every screen)")
+    p.add_argument("--out", default="var/demo", help="demo output folder (default var/demo)")
+    p.add_argument("--lang", choices=("zh", "en"), help="start language (default: device.default_language)")
+    p.add_argument("--windowed", action="store_true", help="a 1280x800 window instead of full screen")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--version", action="version", version=f"interview-kiosk {__version__}")
+    return p.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    from kiosk.qt import make_app
+
+    app = make_app(headless=args.headless)
+    from device.config import ConfigError, load_settings, resolve_config_path
+    from device.keys import DeviceKeyError
+    from device.store import Store, StoreError
+    from hardware.camera import CameraError
+    from hardware.microphone import MicrophoneError
+    from kiosk.app import build_kiosk, make_sources
+
+    path = resolve_config_path(args.config)
+    try:
+        settings = load_settings(path)
+        store = Store.open_from_settings(settings)
+    except (ConfigError, DeviceKeyError, StoreError) as exc:
+        print(f"interview-kiosk: {exc}", file=sys.stderr)
+        return 2
+    try:
+        camera, mic = make_sources(settings)
+        machine, pipeline, window = build_kiosk(settings, store, camera, mic, lang=args.lang)
+    except (CameraError, MicrophoneError, DeviceKeyError) as exc:
+        print(f"interview-kiosk: {exc}", file=sys.stderr)
+        store.close()
+        return 3
+    screen = app.primaryScreen()
+    if settings.kiosk.fullscreen and not args.windowed and screen is not None:
+        # Without a window manager (eglfs, bare X) the geometry must be set before full screen.
+        window.setGeometry(screen.geometry())
+        window.showFullScreen()
+    else:
+        window.resize(1280, 800)
+        window.show()
+    window.start()
+    code = app.exec()
+    window.stop()
+    store.close()
+    return int(code)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.demo:
+        from kiosk.demo import run_demo
+
+        return run_demo(Path(args.out), headless=args.headless)
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

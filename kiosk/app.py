@@ -1,0 +1,123 @@
+"""Wires the kiosk's parts from settings: sources, face counter, live analyzer, media key,
+the session machine and the window. Used by `interview-kiosk` and by its demo.
+
+It only assembles; it holds no state of its own and never touches candidate data.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def make_face_counter() -> Callable[[np.ndarray], int]:
+    """Faces in a BGR frame: analysis' face detector when it is there, else OpenCV's Haar
+    cascade (coarser, but needs no model)."""
+    try:
+        from analysis.face import count_faces  # type: ignore[attr-defined]
+
+        return count_faces
+    except Exception:
+        pass
+    try:
+        from analysis.face import FaceAnalyzer
+
+        analyzer = FaceAnalyzer()
+
+        def count(image: np.ndarray) -> int:
+            obs = analyzer.analyze(image)
+            for attr in ("faces", "face_count", "n_faces"):
+                v = getattr(obs, attr, None)
+                if v is not None:
+                    return int(v) if not isinstance(v, list | tuple) else len(v)
+            return 1 if getattr(obs, "present", False) else 0
+
+        return count
+    except Exception:
+        log.info("analysis.face not available; using the Haar cascade for face presence")
+    from hardware.selftest import haar_face_detector
+
+    return haar_face_detector()
+
+
+def make_analyzer_factory():
+    """LiveAnswerAnalyzer(question, job, settings), or None when analysis is missing (the
+    kiosk then records answers without live captions and scores)."""
+    try:
+        from analysis.live import LiveAnswerAnalyzer
+    except Exception:
+        log.warning("analysis.live not available: answers are recorded without live analysis")
+        return None
+    return LiveAnswerAnalyzer
+
+
+def make_report_builder():
+    try:
+        from analysis.report import build_report
+    except Exception:
+        log.warning("analysis.report not available: results carry no report section")
+        return None
+    return build_report
+
+
+def make_sources(settings, *, pace: str = "real"):
+    """Camera and microphone from kiosk.camera / kiosk.microphone: a device, or (a path to
+    a video / WAV file) a file-backed source."""
+    from hardware.camera import FileCamera, OpenCVCamera
+    from hardware.microphone import FileMic, SoundDeviceMic
+
+    cam_cfg, mic_cfg = settings.kiosk.camera, settings.kiosk.microphone
+    src = cam_cfg.source
+    if isinstance(src, str) and not src.startswith("/dev/") and not src.isdigit():
+        camera = FileCamera(src, pace=pace, loop=True)
+    else:
+        camera = OpenCVCamera(src, cam_cfg.width, cam_cfg.height, cam_cfg.fps)
+    dev = mic_cfg.device
+    if isinstance(dev, str) and dev.lower().endswith(".wav"):
+        mic = FileMic(dev, pace=pace)
+    else:
+        mic = SoundDeviceMic(dev if dev != "" else None, mic_cfg.samplerate)
+    return camera, mic
+
+
+def build_kiosk(settings, store, camera, mic, *, clock: Callable[[], float] = time.time,
+                face_counter=None, analyzer_factory="auto", lang: str | None = None,
+                media_root: Path | None = None):
+    """The machine, pipeline and window for `settings`, with the given sources."""
+    from device import session as ses
+    from device import signin
+    from device.audit import AuditLog
+    from device.keys import derive_key, load_master_key
+    from hardware.selftest import run_selftest
+    from kiosk.capture import CapturePipeline
+    from kiosk.window import KioskWindow
+
+    master = load_master_key(settings.paths.key_dir)
+    audit = AuditLog(store, derive_key(master, "audit"))
+    machine = ses.SessionMachine(store, settings, clock=clock, report_builder=make_report_builder())
+    try:
+        recovered = machine.recover()
+        if recovered:
+            log.info("closed %d unfinished session(s) as interrupted", len(recovered))
+    except Exception:
+        log.exception("recovering unfinished sessions failed")
+    pipeline = CapturePipeline(
+        camera, mic,
+        face_counter=face_counter or make_face_counter(),
+        analyzer_factory=make_analyzer_factory() if analyzer_factory == "auto" else analyzer_factory,
+        media_dir=settings.paths.media_dir,
+        media_key=derive_key(master, "media"),
+        # The machine times the pause (session.face_lost_pause_s); this only debounces
+        # the detector so one missed frame is not "left the frame".
+        face_lost_after_s=1.0,
+    )
+    window = KioskWindow(settings, store, machine, pipeline, clock=clock, audit=audit,
+                         media_root=media_root or Path(settings.paths.data_dir) / "bank-media",
+                         signin=signin, selftest=run_selftest, lang=lang)
+    return machine, pipeline, window

@@ -29,6 +29,7 @@ from device.roster import RosterEntry
 log = logging.getLogger(__name__)
 
 WECOM_QR_LOGIN = "https://login.work.weixin.qq.com/wwlogin/sso/login"
+INVITATION_MAX_LEN = 1024  # ours are ~210 characters; a cap keeps hostile JSON small
 INVITATION_PREFIX = "IKINV1."  # QR text: IKINV1.<base64url canonical JSON>.<base64url signature>
 ROTATE_BEFORE_S = 20.0  # the screen shows a fresh code this long before the old one expires
 VERIFICATION_MAX_AGE_S = 120.0  # older unconsumed verifications are stale (kiosk was restarted)
@@ -336,6 +337,8 @@ def unb64url(text: str) -> bytes:
 def decode_invitation(qr_text: str) -> tuple[dict[str, Any], bytes, bytes]:
     """Split QR text into (claims, signed bytes, signature); ValueError if malformed."""
     text = qr_text.strip()
+    if len(text) > INVITATION_MAX_LEN:
+        raise ValueError("invitation QR code is too long")
     if not text.startswith(INVITATION_PREFIX):
         raise ValueError("not an invitation QR code")
     parts = text[len(INVITATION_PREFIX) :].split(".")
@@ -345,7 +348,7 @@ def decode_invitation(qr_text: str) -> tuple[dict[str, Any], bytes, bytes]:
         body = unb64url(parts[0])
         sig = unb64url(parts[1])
         claims = json.loads(body.decode("utf-8"))
-    except (binascii.Error, ValueError, UnicodeDecodeError) as e:
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError) as e:
         raise ValueError("invitation QR code is not valid base64 JSON") from e
     if not isinstance(claims, dict):
         raise ValueError("invitation claims are not a JSON object")

@@ -7,6 +7,7 @@ It only assembles; it holds no state of its own and never touches candidate data
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,9 +30,11 @@ def make_face_counter() -> Callable[[np.ndarray], int]:
         from analysis.face import FaceAnalyzer
 
         analyzer = FaceAnalyzer()
+        lock = threading.Lock()   # one mediapipe graph; presence and self-test share it
 
         def count(image: np.ndarray) -> int:
-            obs = analyzer.analyze(image)
+            with lock:
+                obs = analyzer.analyze(image)
             for attr in ("faces", "face_count", "n_faces"):
                 v = getattr(obs, attr, None)
                 if v is not None:

@@ -537,6 +537,9 @@ class QuestionScreen(Screen):
         self.self_view = CameraPreview()
         self.self_view.setFixedSize(300, 225)
         self.hint = label("", "muted", align=Qt.AlignCenter)
+        self.status_icon = Icon("ok", 120)
+        side.addSpacing(12)
+        side.addWidget(self.status_icon, 0, Qt.AlignHCenter)
         side.addWidget(self.phase)
         side.addWidget(self.ring, 0, Qt.AlignHCenter)
         side.addWidget(self.hint)
@@ -588,14 +591,17 @@ class QuestionScreen(Screen):
         self._render_dots(i, n)
         self.question.setText(_bilingual(getattr(q, "prompt", None), lang))
         self.cap_title.setText(tr("q_captions", lang))
-        if not self.captions.text() or self.mode != "answer":
-            self.set_captions("" if self.mode != "review" else self.captions.text())
+        if not self.captions.text() or self.captions.text() in (tr("q_captions_wait", "zh"), tr("q_captions_wait", "en")):
+            self.set_captions("")   # the placeholder, in the current language
         mode = self.mode
-        self.phase.setText(tr("q_prepare" if mode == "prepare" else "q_answer", lang) if mode in ("prepare", "answer") else "")
+        self.phase.setText({"prepare": tr("q_prepare", lang), "answer": tr("q_answer", lang),
+                            "saving": tr("q_saving", lang), "review": tr("q_review_title", lang)}.get(mode, ""))
+        self.status_icon.setVisible(mode in ("saving", "review"))
+        self.status_icon.set_kind("spinner" if mode == "saving" else "ok")
         self.rec.setText(tr("q_recording", lang))
         self.rec.setVisible(mode == "answer")
-        self.hint.setText({"prepare": tr("q_prepare_hint", lang), "saving": tr("q_saving", lang),
-                           "review": tr("q_review_title", lang)}.get(mode, ""))
+        self.hint.setText(tr("q_prepare_hint", lang) if mode == "prepare" else "")
+        self.hint.setVisible(mode == "prepare")
         left = getattr(view, "retakes_left", 0) or 0
         self.retake.setText(tr("q_retake", lang, n=left))
         self.start.setText(tr("q_start", lang))
@@ -623,6 +629,7 @@ class QuestionScreen(Screen):
             w.setStyleSheet(f"background: {color}; border-radius: 7px;")
 
     def tick(self, view) -> None:
+        self.status_icon.advance()
         remaining = getattr(view, "remaining_s", None)
         if remaining is not None and self.mode in ("prepare", "answer"):
             self.ring.set_time(remaining, self.total_s, tr("q_seconds", self.lang),

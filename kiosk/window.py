@@ -545,6 +545,8 @@ class KioskWindow(QWidget):
     # -- worker results (queued onto the GUI thread) ---------------------------------------------
     def _on_answer(self, result) -> None:
         self._record_media(result.media)
+        if result.transcript:
+            self.question.set_captions(result.transcript)   # what was understood, for review
         self._send(ses.AnswerFinished(result.transcript, result.analysis, result.media, result.duration_s))
         self._answer_ending = False
 

@@ -23,6 +23,7 @@ from device import signin
 from device.roster import RosterEntry
 from device.signin import SignInRefusal
 from sync.wecom.client import WecomClient, WecomError, WecomUnreachable
+from sync.wecom.notifier import note_health
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ class SignInProcessor:
             ident = self.client.get_identity(code)
         except WecomUnreachable as e:
             log.warning("WeCom unreachable during sign-in: %s", e)
+            note_health(self.store, False, now, str(e))
             return self._finish(method, SignInRefusal.of("wecom_unreachable"), identity_ref=None)
         except WecomError as e:
             if e.errcode == 40029:
@@ -88,6 +90,7 @@ class SignInProcessor:
                 return self._finish(method, SignInRefusal.of("expired_state"), identity_ref=None)
             log.error("WeCom refused the code exchange (errcode %s); check corp id, secret and agent id", e.errcode)
             return self._finish(method, SignInRefusal.of("wecom_unreachable"), identity_ref=None)
+        note_health(self.store, True, now)
         result = signin.match_identity(
             self.store,
             self.settings,

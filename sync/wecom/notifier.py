@@ -7,6 +7,7 @@ candidate's name is masked unless the config says otherwise. Never log message b
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import random
@@ -29,6 +30,9 @@ BACKOFF_MIN_S = 5.0
 BACKOFF_MAX_S = 600.0
 BAD_PAYLOAD_RETRY_S = 3600.0  # a row we cannot render waits for a fixed build, never deleted
 DEFAULT_LINK = "https://work.weixin.qq.com/"
+HEALTH_KV = "wecom.health"  # {"ok": bool, "at": epoch s, "error": str}: the kiosk may read it
+HEALTH_PROBE_S = 300.0  # with nothing to send, check WeCom this often
+HEALTH_REWRITE_S = 60.0  # an unchanged health is rewritten at most this often
 
 RECOMMENDATION_ZH = {
     "strong_yes": "强烈推荐",
@@ -38,6 +42,16 @@ RECOMMENDATION_ZH = {
     "strong_no": "强烈不推荐",
     "review": "需人工复核",
 }
+
+
+def note_health(store: Any, ok: bool, now: float, error: str = "") -> None:
+    """Record whether WeCom answered (the kiosk can offer the fallbacks before anyone scans)."""
+    last = store.kv_get(HEALTH_KV) or {}
+    if last.get("ok") == ok and now - float(last.get("at", 0)) < HEALTH_REWRITE_S:
+        return
+    if last.get("ok", True) != ok:
+        log.warning("WeCom is %s", "reachable again" if ok else f"unreachable: {error}")
+    store.kv_set(HEALTH_KV, {"ok": ok, "at": now, "error": error[:200]})
 
 
 class BadNotification(ValueError):
@@ -102,12 +116,13 @@ class Notifier:
         job = p.get("job_title") or p.get("job_id") or "—"
         if t == "help":
             doing = p.get("activity") or p.get("state") or "—"
+            e = html.escape  # textcard descriptions are HTML
             desc = (
                 f'<div class="gray">{when}</div>'
                 f'<div class="highlight">候选人在终端请求帮助 / A candidate needs help</div>'
-                f'<div class="normal">终端 Terminal：{self._where()}</div>'
-                f'<div class="normal">候选人 Candidate：{self._name(p)}（{job}）</div>'
-                f'<div class="normal">正在 Doing：{doing}</div>'
+                f'<div class="normal">终端 Terminal：{e(self._where())}</div>'
+                f'<div class="normal">候选人 Candidate：{e(self._name(p))}（{e(str(job))}）</div>'
+                f'<div class="normal">正在 Doing：{e(str(doing))}</div>'
             )
             return {
                 "msgtype": "textcard",
@@ -149,12 +164,12 @@ class Notifier:
                 "面试未进行，未保存任何录像。No interview took place; nothing was recorded."
             )
             return {"msgtype": "markdown", "markdown": {"content": _fit(content)}}
-        component = _require(p, "component")
-        detail = str(p.get("detail") or "")[:200]
+        component = html.escape(str(_require(p, "component")))
+        detail = html.escape(str(p.get("detail") or "")[:200])
         desc = (
             f'<div class="gray">{when}</div>'
             f'<div class="highlight">终端硬件故障 / Hardware failure：{component}</div>'
-            f'<div class="normal">终端 Terminal：{self._where()}</div>'
+            f'<div class="normal">终端 Terminal：{html.escape(self._where())}</div>'
             f'<div class="normal">{detail}</div>'
             f'<div class="normal">请联系现场技术人员 / Please call the technician</div>'
         )
@@ -215,6 +230,7 @@ class Notifier:
             result = self.client.send(to, msg, dedup_s=DEDUP_S)
         except (WecomUnreachable, WecomRateLimited) as e:
             self._retry(row, now, str(e))
+            note_health(self.store, isinstance(e, WecomRateLimited), now, str(e))
             return False
         except WecomError as e:
             log.error("WeCom refused notify row %s (%s): check agent id and visible range", row.id, e.errcode)
@@ -224,6 +240,7 @@ class Notifier:
             log.exception("notify row %s failed unexpectedly", row.id)
             self._retry(row, now, type(e).__name__)
             return False
+        note_health(self.store, True, now)
         if result.get("invaliduser"):
             log.warning("WeCom could not deliver to some HR on-call ids (not in the app's visible range?)")
         with self.store.transaction():
@@ -240,11 +257,32 @@ class Notifier:
         delay = min(BACKOFF_MAX_S, BACKOFF_MIN_S * (2**attempts)) * random.uniform(0.8, 1.2)
         self.store.mark_failed(row.id, now + delay, error[:200])
 
+    def probe(self) -> bool:
+        """One cheap API call to learn whether WeCom answers; recorded in ``wecom.health``."""
+        now = self.clock()
+        try:
+            oncall = list(self.settings.wecom.hr_oncall)
+            if oncall:
+                self.client.get_user(oncall[0])
+            else:
+                self.client.fetch_access_token()
+        except WecomUnreachable as e:
+            note_health(self.store, False, now, str(e))
+            return False
+        except WecomError as e:
+            # WeCom answered (e.g. an on-call id left the company): reachable, but say why.
+            log.warning("WeCom health probe: %s", e)
+        note_health(self.store, True, now)
+        return True
+
     def run(self, stop: threading.Event, interval_s: float = 1.0) -> None:
         """Loop until ``stop`` is set; errors are logged and the loop goes on."""
         while not stop.is_set():
             try:
                 self.run_once()
+                last = self.store.kv_get(HEALTH_KV) or {}
+                if self.clock() - float(last.get("at", 0)) >= HEALTH_PROBE_S:
+                    self.probe()
             except Exception:
                 log.exception("WeCom notifier pass failed")
             stop.wait(interval_s)

@@ -155,3 +155,18 @@ def test_bad_payload_is_kept_and_does_not_block_others(env, caplog):
     assert "unknown type 'selfie'" in caplog.text and "missing 'total'" in caplog.text
     row = store.get_outbox(bad)
     assert row.delivered is None and "selfie" in row.last_error
+
+
+def test_health_is_recorded_for_the_kiosk(env):
+    notifier, clock, store, fake, settings = env
+    assert notifier.probe() is True
+    assert store.kv_get("wecom.health")["ok"] is True
+    fake.go_down()
+    clock.t += 1
+    assert notifier.probe() is False
+    health = store.kv_get("wecom.health")
+    assert health["ok"] is False and health["at"] == clock.t and "unreachable" in health["error"]
+    fake.come_back()
+    notify(store, settings, "started", clock.t)
+    notifier.run_once()
+    assert store.kv_get("wecom.health")["ok"] is True

@@ -170,3 +170,16 @@ def test_health_is_recorded_for_the_kiosk(env):
     notify(store, settings, "started", clock.t)
     notifier.run_once()
     assert store.kv_get("wecom.health")["ok"] is True
+
+
+def test_resend_after_a_lost_acknowledgement_is_not_shown_twice(env):
+    """Crash between WeCom's OK and our commit: the row is sent again, WeCom drops it."""
+    notifier, clock, store, fake, settings = env
+    rid = notify(store, settings, "finished", T0, total=80, recommendation="yes")
+    notifier.run_once()
+    with store.transaction():
+        store.db.execute("UPDATE outbox SET delivered = NULL WHERE id = ?", [rid])
+    clock.t += 10
+    notifier.run_once()
+    assert store.get_outbox(rid).delivered is not None
+    assert len(fake.messages) == 1

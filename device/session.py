@@ -670,12 +670,12 @@ class SessionMachine:
         if self._state not in HELP_FROM or live is None:
             return False
         activity = self._activity(live)
-        self._freeze(live, now)
         live.flags.add("help_requested")
         with self.store.transaction():
             self._save_data(live)
-            self._queue_event(live, "help", now, {"state": str(live.resume), "index": live.idx})
+            self._queue_event(live, "help", now, {"state": str(self._state), "index": live.idx})
             self._queue_notify(live, "help", now, activity=activity)
+        self._freeze(live, now)  # only once HR is sure to be called
         self._enter(State.HELP, now, self._t("help"))
         return True
 
@@ -855,11 +855,11 @@ class SessionMachine:
     def _pause(self, now: float) -> None:
         live = self._live
         assert live is not None
-        self._freeze(live, now)
         live.flags.add("left_frame")
         with self.store.transaction():
             self._save_data(live)
-            self._queue_event(live, "paused", now, {"state": str(live.resume), "index": live.idx})
+            self._queue_event(live, "paused", now, {"state": str(self._state), "index": live.idx})
+        self._freeze(live, now)
         self._enter(State.PAUSED, now, self._t("paused"))
 
     def _resume(self, live: _Live, now: float) -> None:

@@ -63,10 +63,13 @@ WAITS = [0.5, 1.0, 1.0, 2.0, 3.0, 3.0, 5.0, 8.0, 10.0, 20.0, 30.0, 60.0, 90.0, 1
 
 
 def decode(r: int) -> tuple[str, float | int]:
-    """One step from one integer: mostly events, some waits (short ones likelier), rare crashes."""
+    """One step from one integer: mostly events, some waits (short ones likelier), rare crashes
+    and rare store failures."""
     kind = r % 40
     if kind == 0:
         return "crash", 0
+    if kind == 1:
+        return "flaky", 1 + (r // 40) % 4
     if kind <= 5:
         return "wait", WAITS[(r // 40) % len(WAITS)] + (r % 7) / 10
     return "event", r // 40
@@ -89,6 +92,17 @@ class Run:
         self.machine = self._new_machine()
         self.accepted: set[str] = set()  # transcripts of answers the machine accepted
         self.n = 0
+        self.failing = 0  # how many more outbox writes fail
+        self.ever_failed = False
+        real_enqueue = store.enqueue
+
+        def enqueue(*args, **kwargs):
+            if self.failing:
+                self.failing -= 1
+                raise OSError("simulated: disk full")
+            return real_enqueue(*args, **kwargs)
+
+        store.enqueue = enqueue  # type: ignore[method-assign]
 
     def _new_machine(self) -> SessionMachine:
         return SessionMachine(self.store, SETTINGS, clock=self.clock, bank=BANK)
@@ -119,12 +133,19 @@ class Run:
         self.clock.advance(seconds)
         self.check(self.machine.tick())
 
+    def flaky(self, n: int) -> None:
+        # The next n outbox writes fail: whatever transaction they are in must leave nothing.
+        self.failing = n
+        self.ever_failed = True
+
     def crash(self) -> None:
         # Power cut: the machine's memory is gone, the store is what survived.
+        healthy = self.failing == 0
         self.machine = self._new_machine()
         self.machine.recover()
         self.check(self.machine.state)
-        assert count(self.store, "SELECT count(*) FROM sessions WHERE ended IS NULL") == 0
+        if healthy:
+            assert count(self.store, "SELECT count(*) FROM sessions WHERE ended IS NULL") == 0
 
     def check(self, state: State) -> None:
         assert isinstance(state, State) and state is self.machine.state
@@ -137,11 +158,14 @@ class Run:
             assert (v.session_id, v.candidate_name, v.question, v.job_title) == (
                 None, None, None, None)
         if state in END_STATES or state in (State.IDLE, State.VERIFYING):
-            assert count(self.store, "SELECT count(*) FROM sessions WHERE ended IS NULL") == 0
+            if not self.ever_failed:  # a failed save is left open for recovery
+                assert count(self.store, "SELECT count(*) FROM sessions WHERE ended IS NULL") == 0
 
     def finish(self) -> None:
+        self.failing = 0
         self.machine.handle(S.Reset())
         assert self.machine.state is State.IDLE
+        self.crash()  # closes whatever a failed save left open
         store = self.store
         with store.lock:
             sessions = store.db.execute("SELECT id, ended FROM sessions").fetchall()
@@ -178,6 +202,8 @@ def test_random_event_sequences_keep_every_invariant(steps):
                     run.event(arg)
                 elif kind == "wait":
                     run.wait(arg)
+                elif kind == "flaky":
+                    run.flaky(arg)
                 else:
                     run.crash()
             run.finish()

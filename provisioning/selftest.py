@@ -199,7 +199,7 @@ def check_wecom(ctx: Context) -> list[CheckResult]:
                        "The WeCom app secret is missing: kiosk-provision wecom set-secret.")]
     client = client_from_settings(settings.wecom, secret)
     try:
-        client.access_token()
+        _ = client.access_token  # a property: fetches (or reuses) the token
     except WecomError as e:
         return [_check("wecom", False, f"gettoken: {e}",
                        "无法获取企业微信访问令牌：检查网络、企业 ID 和应用密钥（IP 白名单）。",

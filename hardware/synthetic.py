@@ -21,6 +21,7 @@ import numpy as np
 # espeak-ng voice per language of the interview (the job's language).
 VOICES = {"en": "en-us", "zh": "cmn", "ko": "ko"}
 SEGMENTS = ("present", "away", "absent", "two_faces", "dark")
+AWAY_YAW_DEG = 40.0  # how far the head is turned in "away" segments
 
 # Face box of skimage.data.astronaut() (512x512), measured with mediapipe's face detector:
 # x 174-278, y 68-172. The crop keeps hair, ears and neck so the detector sees a head.
@@ -114,17 +115,62 @@ def _background(size: tuple[int, int]) -> np.ndarray:
     return img
 
 
-def _turned(crop: np.ndarray, amount: float) -> np.ndarray:
-    """Simulate a head turned sideways: squeeze the face horizontally and slide the inner
-    features (eyes, nose, mouth) towards one side of the head outline, as yaw does."""
+def _mesh_triangles() -> list[tuple[int, int, int]]:
+    """The face mesh's triangles, recovered from its tessellation edges (3-cycles)."""
+    import mediapipe as mp
+
+    edges = mp.solutions.face_mesh.FACEMESH_TESSELATION
+    adj: dict[int, set[int]] = {}
+    for a, b in edges:
+        adj.setdefault(a, set()).add(b)
+        adj.setdefault(b, set()).add(a)
+    tris = {tuple(sorted((a, b, c))) for a, b in edges for c in adj[a] & adj[b]}
+    return sorted(tris)
+
+
+def _turned(crop: np.ndarray, yaw_deg: float) -> np.ndarray:
+    """Render the photo's face turned sideways by `yaw_deg` about a vertical axis behind it:
+    fit the 3D face mesh, rotate it, and draw its textured triangles back to front over the
+    photo with the frontal face painted out. A 2D squeeze does not read as a turn; this does."""
+    import mediapipe as mp
+
     h, w = crop.shape[:2]
-    cx, cy = _FACE_IN_CROP
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    # A smooth bump centred on the face: the inner face moves most, the outline least.
-    bump = np.exp(-(((xs - cx) / 70.0) ** 2 + ((ys - cy) / 75.0) ** 2))
-    shift = amount * 56.0 * bump
-    map_x = (cx + (xs - cx) / (1.0 - 0.25 * abs(amount)) - shift).astype(np.float32)
-    return cv2.remap(crop, map_x, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True) as fm:
+        res = fm.process(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB))
+    if not res.multi_face_landmarks:
+        raise SyntheticMediaError("face mesh found no face in the source photo")
+    pts = np.array(
+        [(p.x * w, p.y * h, p.z * w) for p in res.multi_face_landmarks[0].landmark], np.float32
+    )
+    hull = cv2.convexHull(pts[:, :2].astype(np.int32))
+    mask = np.zeros((h, w), np.uint8)
+    cv2.fillConvexPoly(mask, hull, 255)
+    out = cv2.inpaint(crop, cv2.dilate(mask, np.ones((7, 7), np.uint8)), 7, cv2.INPAINT_TELEA)
+    width = float(pts[:, 0].max() - pts[:, 0].min())
+    cx, cz = float(pts[:, 0].mean()), float(pts[:, 2].mean()) + 0.45 * width
+    th = math.radians(yaw_deg)
+    rot = pts.copy()
+    rot[:, 0] = cx + (pts[:, 0] - cx) * math.cos(th) + (pts[:, 2] - cz) * math.sin(th)
+    rot[:, 2] = cz - (pts[:, 0] - cx) * math.sin(th) + (pts[:, 2] - cz) * math.cos(th)
+    for tri in sorted(_mesh_triangles(), key=lambda t: -float(rot[list(t), 2].mean())):
+        src, dst = pts[list(tri), :2], rot[list(tri), :2]
+        a_src = np.cross(src[1] - src[0], src[2] - src[0])
+        a_dst = np.cross(dst[1] - dst[0], dst[2] - dst[0])
+        if a_src * a_dst <= 0 or abs(a_dst) < 0.5:
+            continue  # facing away from the camera after the turn
+        x, y, bw, bh = cv2.boundingRect(dst.astype(np.float32))
+        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + bw + 1, w), min(y + bh + 1, h)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        m = cv2.getAffineTransform(src.astype(np.float32), (dst - [x0, y0]).astype(np.float32))
+        patch = cv2.warpAffine(
+            crop, m, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+        )
+        sel = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        cv2.fillConvexPoly(sel, np.round(dst - [x0, y0]).astype(np.int32), 1)
+        region = out[y0:y1, x0:x1]
+        region[sel > 0] = patch[sel > 0]
+    return out
 
 
 def _place(
@@ -165,8 +211,9 @@ def face_frame(
         rgb = _astronaut_rgb()
         x0, y0, x1, y1 = _CROP
         cache["crop"] = cv2.cvtColor(rgb[y0:y1, x0:x1], cv2.COLOR_RGB2BGR)
-        cache["turned"] = _turned(cache["crop"], 1.0)
         cache["bg"] = _background(size)
+    if segment == "away" and "turned" not in cache:
+        cache["turned"] = _turned(cache["crop"], AWAY_YAW_DEG)
     w, h = size
     frame = cache["bg"].copy()
     # Deterministic small motion: a person sways, nods and leans a little.
@@ -179,7 +226,7 @@ def face_frame(
     if segment in ("present", "dark"):
         _place(frame, cache["crop"], (w / 2 + dx, h * 0.42 + dy), base_scale * sc, ang)
     elif segment == "away":
-        _place(frame, cache["turned"], (w / 2 + dx + 40, h * 0.42 + dy), base_scale * sc, ang)
+        _place(frame, cache["turned"], (w / 2 + dx, h * 0.42 + dy), base_scale * sc, ang)
     elif segment == "two_faces":
         _place(frame, cache["crop"], (w * 0.30 + dx, h * 0.42 + dy), base_scale * 0.85, ang)
         _place(frame, cache["crop"], (w * 0.72 - dx, h * 0.45), base_scale * 0.75, -ang)

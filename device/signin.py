@@ -252,19 +252,22 @@ def take_verification(
 ) -> VerificationRow | None:
     """The oldest unconsumed verification for this device, marked consumed; stale ones are dropped."""
     now = time.time() if now is None else now
+    sql = "SELECT * FROM verifications WHERE device_id = ? AND consumed IS NULL ORDER BY created, rowid"
+    # The kiosk polls five times a second: look first, take the write lock only when there is a row.
+    with store.lock:
+        if not list(store.db.query(sql, [device_id])):
+            return None
     with store.transaction():
-        rows = list(
-            store.db.query(
-                "SELECT * FROM verifications WHERE device_id = ? AND consumed IS NULL ORDER BY created, rowid",
-                [device_id],
-            )
-        )
-        for r in rows:
+        for r in list(store.db.query(sql, [device_id])):
             store.db.execute("UPDATE verifications SET consumed = ? WHERE id = ?", [now, r["id"]])
             if r["created"] < now - max_age_s:
                 log.info("dropping stale verification %s", r["id"])
                 continue
-            return _row(r)
+            try:
+                return _row(r)
+            except ValueError:
+                # Consumed anyway: a row we cannot read must not be retried forever.
+                log.error("verification %s is unreadable; dropped", r["id"])
     return None
 
 

@@ -301,3 +301,14 @@ def test_local_signin_by_code_is_recorded(kiosk, audit):
     assert bad.reason == "unknown_code" and "面试码" in bad.refusal.message_zh
     with pytest.raises(ValueError):
         signin.local_signin(store, settings, NOW)
+
+
+def test_unreadable_verification_is_dropped_not_retried(kiosk, caplog):
+    settings, store = kiosk
+    with store.transaction():
+        store.db["verifications"].insert({"id": "bad", "device_id": settings.device.id, "method": "wecom",
+                                          "candidate_ref": "E-member", "roster_entry": "{not json",
+                                          "status": "ok", "reason": None, "created": NOW, "consumed": None})
+    assert signin.take_verification(store, settings.device.id, now=NOW) is None
+    assert "unreadable" in caplog.text
+    assert signin.take_verification(store, settings.device.id, now=NOW) is None

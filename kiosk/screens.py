@@ -509,8 +509,8 @@ class QuestionScreen(Screen):
         qcard = card()
         _shadow(qcard)
         ql = QVBoxLayout(qcard)
-        ql.setContentsMargins(48, 40, 48, 36)
-        ql.setSpacing(20)
+        ql.setContentsMargins(44, 32, 44, 28)
+        ql.setSpacing(14)
         self.question = label("", "question")
         self.question.setTextInteractionFlags(Qt.NoTextInteraction)
         ql.addWidget(self.question)
@@ -525,7 +525,7 @@ class QuestionScreen(Screen):
         ql.addStretch(1)
         self.cap_title = label("", "muted", wrap=False)
         self.captions = label("", "caption")
-        self.captions.setMinimumHeight(84)
+        self.captions.setMinimumHeight(72)
         self.captions.setAlignment(Qt.AlignLeft | Qt.AlignTop)
         ql.addWidget(self.cap_title)
         ql.addWidget(self.captions)
@@ -533,12 +533,11 @@ class QuestionScreen(Screen):
         side = QVBoxLayout()
         side.setSpacing(18)
         self.phase = label("", "subtitle", align=Qt.AlignCenter)
-        self.ring = CountdownRing(diameter=190)
+        self.ring = CountdownRing(diameter=170)
         self.self_view = CameraPreview()
-        self.self_view.setFixedSize(300, 225)
+        self.self_view.setFixedSize(256, 192)
         self.hint = label("", "muted", align=Qt.AlignCenter)
-        self.status_icon = Icon("ok", 120)
-        side.addSpacing(12)
+        self.status_icon = Icon("ok", 104)
         side.addWidget(self.status_icon, 0, Qt.AlignHCenter)
         side.addWidget(self.phase)
         side.addWidget(self.ring, 0, Qt.AlignHCenter)
@@ -562,6 +561,10 @@ class QuestionScreen(Screen):
             b.setMinimumWidth(240)
             brow.addWidget(b)
         lay.addLayout(brow)
+        # Start as the preparation view: widgets of other phases must not count towards
+        # the screen's minimum size (the stack takes the largest of all screens).
+        for w in (self.retake, self.done, self.next, self.status_icon, self.rec):
+            w.hide()
 
     def set_mode(self, mode: str) -> None:
         self.mode = mode
@@ -700,7 +703,9 @@ class TechnicianScreen(Screen):
         il.setContentsMargins(36, 28, 36, 28)
         self.info = label("", "body")
         self.info.setTextFormat(Qt.PlainText)
+        self.info.setAlignment(Qt.AlignTop | Qt.AlignLeft)
         il.addWidget(self.info)
+        il.addStretch(1)
         pl2.addWidget(info, 1)
         prow = QHBoxLayout()
         prow.setSpacing(18)

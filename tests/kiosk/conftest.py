@@ -4,6 +4,7 @@ file-backed camera/microphone playing a synthetic face video and espeak-ng answe
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,13 +104,15 @@ class Kiosk:
 
 
 @pytest.fixture
-def make_kiosk(qtbot, make_settings, store, tmp_path, media):
+def make_kiosk(qtbot, make_settings, store, tmp_path, media, request):
     """make_kiosk(video=..., loop=True, questions=2, settings overrides) -> a started Kiosk."""
     from kiosk.app import build_kiosk
 
     made: list[Kiosk] = []
-    shots_root = tmp_path / "screens"
-    shots_root.mkdir()
+    # KIOSK_TEST_SCREENS keeps the screenshots somewhere stable to look at after the run.
+    keep = os.environ.get("KIOSK_TEST_SCREENS")
+    shots_root = (Path(keep) / request.node.name) if keep else tmp_path / "screens"
+    shots_root.mkdir(parents=True, exist_ok=True)
 
     def make(video: str = "face", *, loop: bool = True, questions: int = 2, **overrides) -> Kiosk:
         cfg = {

@@ -333,6 +333,9 @@ def run_demo(out: Path, *, headless: bool, assets_dir: Path | None = None,
     took = time.monotonic() - t0
     print(f"demo: GUI thread max stall {stall.max_stall_ms:.0f} ms over {stall.samples} samples "
           f"({stall.stalls_over_50ms} stalls > 50 ms)")
+    if window.answer_save_s:
+        print("demo: answer saved (analysis finished, recording sealed) "
+              + ", ".join(f"{x:.2f}" for x in window.answer_save_s) + " s after 'I'm done'")
     if screens_dir is not None:
         print(f"demo: {len(pilot.shots)} screenshots in {screens_dir}")
     if paths is None:

@@ -135,6 +135,8 @@ class KioskWindow(QWidget):
         self._video_prompt = None
         self._ready_sent = False
         self._failed_component = ""
+        self.answer_save_s: list[float] = []   # "I'm done" -> answer committed (for the benchmark)
+        self._answer_end_t = 0.0
         self.shown_states: list[str] = []
         self.pin_gate = PinGate(settings.kiosk.technician_pin_hash, store, clock=clock)
 
@@ -535,6 +537,7 @@ class KioskWindow(QWidget):
         if self.state != S.ANSWER or self._answer_ending:
             return
         self._answer_ending = True
+        self._answer_end_t = time.monotonic()
         self.question.set_mode("saving")
         self._render()
         if self.pipeline is None or not self.pipeline.recording:
@@ -544,6 +547,8 @@ class KioskWindow(QWidget):
 
     # -- worker results (queued onto the GUI thread) ---------------------------------------------
     def _on_answer(self, result) -> None:
+        if self._answer_end_t:
+            self.answer_save_s.append(time.monotonic() - self._answer_end_t)
         self._record_media(result.media)
         if result.transcript:
             self.question.set_captions(result.transcript)   # what was understood, for review

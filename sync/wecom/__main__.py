@@ -19,6 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sync.wecom", description=__doc__)
     p.add_argument("--config", help="device config (default $INTERVIEW_KIOSK_CONFIG or /etc/interview-kiosk/config.toml)")
     p.add_argument("--set-secret-stdin", action="store_true", help="seal the WeCom app secret read from stdin, then exit")
+    p.add_argument("--fake-wecom", metavar="DIRECTORY_JSON",
+                   help="demo only: run a local fake WeCom with this directory and use it (prints its URL)")
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
@@ -43,11 +45,26 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from device.store import Store
 
+    client = None
+    fake = None
+    if a.fake_wecom:
+        from pathlib import Path
+
+        from sync.wecom.client import WecomClient
+        from sync.wecom.fakeserver import FakeDirectory, FakeWecomServer
+
+        directory = FakeDirectory.from_file(Path(a.fake_wecom))
+        fake = FakeWecomServer(directory).start()
+        # The fake's corp and agent win over the config's, so the QR and the API agree.
+        settings = settings.model_copy(update={"wecom": settings.wecom.model_copy(update={
+            "corp_id": directory.corp_id, "agent_id": directory.agent_id, "api_base_url": fake.base_url})})
+        client = WecomClient(directory.corp_id, directory.secret, directory.agent_id, base_url=fake.base_url)
+        print(f"fake WeCom: {fake.root_url}", flush=True)
     store = Store.open_from_settings(settings)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    threads = start_wecom(settings, store, stop)
+    threads = start_wecom(settings, store, stop, client=client)
     if not threads:
         store.close()
         return 2
@@ -55,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     stop.wait()
     for t in threads:
         t.join(timeout=5)
+    if fake is not None:
+        fake.stop()
     store.close()
     return 0
 

@@ -86,3 +86,34 @@ def test_demo_path_with_real_processes(procs, make_settings, tmp_path, config_pa
         assert row.ok and row.roster_entry.entry_id == "E-member"
     finally:
         store.close()
+
+
+def test_one_process_demo_mode_with_its_own_fake_wecom(procs, make_settings, tmp_path):
+    port = free_port()
+    settings = make_settings({"wecom": {
+        "corp_id": "wwdemo0000000001", "agent_id": 1000002,
+        "redirect_uri": f"http://127.0.0.1:{port}/wecom/callback", "callback_host": "127.0.0.1",
+        "callback_port": port, "hr_oncall": ["HRZhang"]}})
+    cfg = tmp_path / "demo.toml"
+    import tomli_w
+
+    cfg.write_text(tomli_w.dumps(settings.model_dump(mode="json", exclude_none=True)), encoding="utf-8")
+    store = Store.open_from_settings(settings)
+    try:
+        install_roster(store, roster_for(time.time(), settings.device.id))
+        service = procs("-m", "sync.wecom", "--config", str(cfg), "--fake-wecom",
+                        str(REPO / "examples" / "wecom_directory.json"))
+        root = wait_line(service, r"fake WeCom: (http://\S+)").group(1)
+        wait_line(service, r"sign-in callback on")
+        qr = signin.new_qr_state(store, settings, time.time())
+        phone = procs("-m", "sync.wecom.phone", qr.url, "--fake", root, "--as", "openid:o-candidate-7")
+        assert phone.wait(timeout=60) == 0, phone.stderr.read()
+        row = signin.take_verification(store, settings.device.id)
+        # E-external is booked for a site; this device has no site name: refused, and said so.
+        assert row is not None and row.reason == "wrong_device"
+        phone = procs("-m", "sync.wecom.phone", signin.new_qr_state(store, settings, time.time()).url,
+                      "--fake", root, "--as", "zhang.san")
+        assert phone.wait(timeout=60) == 0 and "签到成功" in phone.stdout.read()
+        assert signin.take_verification(store, settings.device.id).roster_entry.entry_id == "E-member"
+    finally:
+        store.close()

@@ -448,7 +448,8 @@ def local_signin(
         vid = record_verification(store, device_id, method, result, now, consumed=True)
         if audit is not None:
             audit_outcome(audit, "kiosk", method, result, device_id=device_id, verification_id=vid)
-    rows = list(store.db.query("SELECT * FROM verifications WHERE id = ?", [vid]))
+    with store.lock:
+        rows = list(store.db.query("SELECT * FROM verifications WHERE id = ?", [vid]))
     return _row(rows[0])
 
 

@@ -683,8 +683,9 @@ class SessionMachine:
         live = self._live
         if self._state is not State.HELP or live is None:
             return False
-        with self.store.transaction():
-            self._queue_event(live, "help_resolved", now, {"state": str(live.resume)})
+        resume = str(live.resume)
+        self._soft_write("help_resolved event",
+                         lambda: self._queue_event(live, "help_resolved", now, {"state": resume}))
         if live.face_lost_since is not None:
             live.face_lost_since = now  # still out of frame: the grace starts again
         self._resume(live, now)
@@ -704,8 +705,9 @@ class SessionMachine:
             return False
         live.face_lost_since = None
         if self._state is State.PAUSED:
-            with self.store.transaction():
-                self._queue_event(live, "resumed", now, {"state": str(live.resume)})
+            resume = str(live.resume)
+            self._soft_write("resumed event",
+                             lambda: self._queue_event(live, "resumed", now, {"state": resume}))
             self._resume(live, now)
         return True
 
@@ -856,9 +858,14 @@ class SessionMachine:
         live = self._live
         assert live is not None
         live.flags.add("left_frame")
-        with self.store.transaction():
+        state = str(self._state)
+
+        def write() -> None:
             self._save_data(live)
-            self._queue_event(live, "paused", now, {"state": str(self._state), "index": live.idx})
+            self._queue_event(live, "paused", now, {"state": state, "index": live.idx})
+
+        # Pausing must not depend on the store: the countdown has to stop either way.
+        self._soft_write("paused event", write)
         self._freeze(live, now)
         self._enter(State.PAUSED, now, self._t("paused"))
 
@@ -882,6 +889,14 @@ class SessionMachine:
         except Exception as e:
             log.warning("session %s: could not record state %s (%s)", live.id[:8], state,
                         type(e).__name__)
+
+    def _soft_write(self, what: str, write: Callable[[], Any]) -> None:
+        """Rows that inform (pause, resume, help resolved) but must not block the screen."""
+        try:
+            with self.store.transaction():
+                write()
+        except Exception as e:
+            log.warning("session: could not write the %s (%s)", what, type(e).__name__)
 
     def _save_data(self, live: _Live) -> None:
         self.store.db.execute(

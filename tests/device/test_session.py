@@ -487,6 +487,21 @@ def test_face_lost_pauses_and_return_resumes_with_the_time_left(machine, store, 
     assert types[-2:] == ["paused", "resumed"]
 
 
+def test_pause_and_resume_do_not_depend_on_the_store(machine, store, clock, settings,
+                                                     monkeypatch):
+    to_state(machine, clock, State.ANSWER)
+
+    def failing(*a, **kw):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store, "enqueue", failing)
+    machine.handle(S.FaceLost())
+    clock.advance(settings.session.face_lost_pause_s)
+    assert machine.tick() is State.PAUSED
+    assert machine.handle(S.FaceReturned()) is State.ANSWER
+    assert machine.view.remaining_s == pytest.approx(60 - settings.session.face_lost_pause_s)
+
+
 def test_paused_too_long_abandons_the_session(machine, store, clock, settings):
     sid = to_state(machine, clock, State.REVIEW)
     machine.handle(S.FaceLost())

@@ -329,7 +329,9 @@ class _Live:
     hint: str | None = None
     consent_at: float | None = None
     last_finish_try: float = -math.inf
-    close_detail: dict = field(default_factory=dict)
+    # Answer rows whose insert failed (store locked or full): kept and retried, never dropped.
+    pending: list[tuple] = field(default_factory=list)
+    last_flush_try: float = -math.inf
 
     @property
     def question(self) -> Any:
@@ -405,6 +407,7 @@ class SessionMachine:
         self._last_signature: tuple = ()
         self._needs_recover = False
         self._last_recover_try = -math.inf
+        self._orphans: list[tuple] = []  # unsaved answer rows of sessions left for recovery
 
     # --- public API ------------------------------------------------------------------------
 
@@ -441,12 +444,17 @@ class SessionMachine:
         now = self.clock()
         try:
             self._apply_timeouts(now)
+            if self._live is not None and self._live.pending:
+                if now - self._live.last_flush_try >= FINISH_RETRY_S:
+                    self._live.last_flush_try = now
+                    self._flush_pending(self._live.pending)
             if self._state is State.FINISHING and self._live is not None:
                 if now - self._live.last_finish_try >= FINISH_RETRY_S:
                     self._try_finish(now)
             if (self._state is State.IDLE and self._needs_recover
                     and now - self._last_recover_try >= RECOVER_RETRY_S):
                 self._last_recover_try = now
+                self._flush_pending(self._orphans)
                 self._recover(now, show=False)
         except Exception as e:
             log.error("session: %s in tick (state %s)\n%s", type(e).__name__, self._state, _tb(e))
@@ -512,6 +520,8 @@ class SessionMachine:
             log.error("session %s: could not save the result for %.0f s; left for recovery",
                       live.id[:8] if live else "-", self._t("finishing"))
             self._needs_recover = True
+            if live is not None:
+                self._orphans.extend(live.pending)
             self._live = None
             self._message = "save_failed"
             self._enter(State.FAILED, now, self._t("failed"))
@@ -628,15 +638,17 @@ class SessionMachine:
         if not answering or live is None or live.question is None:
             return False
         transcript, analysis, media, duration = self._clean_answer(ev, live, now)
-        answer_id = str(uuid.uuid4())
-        with self.store.transaction():
-            self.store.db.execute(
-                "INSERT INTO answers (id, session_id, question_id, idx, attempt, started, ended,"
-                " transcript, analysis, media) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (answer_id, live.id, live.question.id, live.idx, live.attempt, now - duration,
-                 now, transcript, json.dumps(analysis, ensure_ascii=False, default=str),
-                 json.dumps(media, ensure_ascii=False, default=str)),
-            )
+        row = (str(uuid.uuid4()), live.id, live.question.id, live.idx, live.attempt,
+               now - duration, now, transcript,
+               json.dumps(analysis, ensure_ascii=False, default=str),
+               json.dumps(media, ensure_ascii=False, default=str))
+        live.pending.append(row)
+        try:
+            self._flush_pending(live.pending)
+        except Exception as e:
+            # The candidate goes on; tick() retries and closing the session writes it first.
+            log.error("session %s: could not save answer %d yet (%s); will retry",
+                      live.id[:8], live.idx + 1, type(e).__name__)
         live.attempts[live.idx] = live.attempt
         live.time_up = False
         log.info("session %s: answer %d attempt %d committed (%.1f s)",
@@ -846,6 +858,7 @@ class SessionMachine:
                 log.error("session %s: saving the %s result failed (%s); left for recovery\n%s",
                           live.id[:8], reason, type(e).__name__, _tb(e))
                 self._needs_recover = True
+                self._orphans.extend(live.pending)
         self._live = None
         self._message = {"completed": "done", "failed": "hardware_failed"}.get(reason, reason)
         self._enter(target, now, self._t(str(target)))
@@ -889,6 +902,18 @@ class SessionMachine:
         except Exception as e:
             log.warning("session %s: could not record state %s (%s)", live.id[:8], state,
                         type(e).__name__)
+
+    def _flush_pending(self, pending: list[tuple]) -> None:
+        """Insert the answer rows in `pending` (one transaction) and empty it; raises on failure."""
+        if not pending:
+            return
+        with self.store.transaction():
+            for row in pending:
+                self.store.db.execute(
+                    "INSERT OR IGNORE INTO answers (id, session_id, question_id, idx, attempt,"
+                    " started, ended, transcript, analysis, media)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+        pending.clear()
 
     def _soft_write(self, what: str, write: Callable[[], Any]) -> None:
         """Rows that inform (pause, resume, help resolved) but must not block the screen."""
@@ -951,6 +976,7 @@ class SessionMachine:
         """Write the result row, its `result` outbox row, an `event` and a `notify` row and end
         the sessions row, all in ONE transaction. Returns the result id."""
         detail = detail or {}
+        self._flush_pending(live.pending)
         answers = self._load_answers(live.id)
         scored = latest_attempts(answers)
         # The builder sees the session's data with the state it ends in (DONE, ABANDONED, ...).

@@ -754,6 +754,63 @@ def test_a_save_that_keeps_failing_is_recovered_later(machine, store, clock, set
     assert machine.state is State.IDLE  # nobody is there to see an "interrupted" screen
 
 
+def fail_answer_inserts(store: Store, monkeypatch) -> None:
+    real = store.db.execute
+
+    def execute(sql, *args, **kwargs):
+        if "INTO answers" in sql:
+            raise OSError("database is locked")
+        return real(sql, *args, **kwargs)
+
+    monkeypatch.setattr(store.db, "execute", execute)
+
+
+def answer_count(store: Store, sid: str) -> int:
+    return rows(store, "SELECT count(*) FROM answers WHERE session_id = ?", (sid,))[0][0]
+
+
+def test_an_answer_the_store_refuses_is_kept_and_saved_later(machine, store, clock, monkeypatch):
+    sid = to_state(machine, clock, State.ANSWER)
+    fail_answer_inserts(store, monkeypatch)
+    assert machine.handle(answer()) is State.REVIEW  # the candidate is not held up
+    clock.advance(S.FINISH_RETRY_S)
+    machine.tick()
+    assert answer_count(store, sid) == 0
+    monkeypatch.undo()
+    clock.advance(S.FINISH_RETRY_S)
+    machine.tick()
+    assert answer_count(store, sid) == 1
+    machine.tick()
+    assert answer_count(store, sid) == 1  # once
+
+
+def test_an_unsaved_answer_reaches_the_result_when_the_session_ends(
+        machine, store, clock, monkeypatch):
+    sid = to_state(machine, clock, State.ANSWER)
+    fail_answer_inserts(store, monkeypatch)
+    machine.handle(answer())
+    monkeypatch.undo()
+    machine.handle(S.Cancel())  # before any tick could retry
+    (rec,) = results(store, sid)
+    assert [a["transcript"] for a in rec["answers"]] == [TRANSCRIPT]
+
+
+def test_an_unsaved_answer_of_a_session_left_for_recovery_is_not_dropped(
+        machine, store, clock, settings, monkeypatch):
+    sid = to_state(machine, clock, State.ANSWER)
+    fail_answer_inserts(store, monkeypatch)
+    machine.handle(answer())
+    assert machine.handle(S.Cancel()) is State.ABANDONED  # the result cannot be saved either
+    assert results(store, sid) == []
+    monkeypatch.undo()
+    clock.advance(settings.session.timeouts.abandoned)
+    machine.tick()
+    assert machine.tick() is State.IDLE
+    (rec,) = results(store, sid)
+    assert rec["end_reason"] == "interrupted"
+    assert [a["transcript"] for a in rec["answers"]] == [TRANSCRIPT]
+
+
 def test_recover_closes_unfinished_sessions_as_interrupted(store, settings, clock):
     first = SessionMachine(store, settings, clock=clock, bank=make_bank())
     sid = to_state(first, clock, State.REVIEW)

@@ -1066,17 +1066,20 @@ class SessionMachine:
                 continue
             live = self._live_from_row(sid, job_id, ref, state, language, started, data_text)
             try:
-                with self.store.transaction():
+                with self.store.lock:
                     have = self.store.db.execute(
                         "SELECT count(*) FROM results WHERE session_id = ?", (sid,)
                     ).fetchone()[0]
-                    if have:  # a result exists: only the end mark is missing
+                if have:  # a result exists: only the end mark is missing
+                    with self.store.transaction():
                         self.store.db.execute(
                             "UPDATE sessions SET ended = ?, end_reason = coalesce(end_reason,"
                             " 'interrupted') WHERE id = ?", (now, sid))
-                    else:
-                        self._close(live, "interrupted", now,
-                                    detail={"state_at_interruption": state})
+                else:
+                    # Not inside an outer transaction: the report builder may take a while
+                    # and the sync daemon must not wait on our write lock meanwhile.
+                    self._close(live, "interrupted", now,
+                                detail={"state_at_interruption": state})
                 closed.append(sid)
             except Exception as e:
                 failed = True

@@ -148,3 +148,28 @@ def test_wecom_set_secret_reads_stdin_and_never_echoes(kp: Runner, device: Devic
     assert SecretBox(device.key_dir, key).open("wecom_secret") == b"s3cr3t-value-xyz"
     with Store.open(device.data_dir / DB_FILE, derive_key(key, "store")) as store:
         assert store.db.execute("SELECT action FROM audit ORDER BY seq DESC").fetchone()[0] == "wecom.set_secret"
+
+
+def test_enrol_by_showing_the_qr_code_to_the_camera(kp: Runner, device: Device, bundle_for, tmp_path: Path) -> None:
+    """`--scan`: the bundle's QR code (as `interview-hr enrol-device --qr` draws it) held up
+    to the terminal's camera, here a video file configured as the camera."""
+    import cv2
+    import numpy as np
+    import qrcode
+
+    from provisioning.configfile import update_config
+
+    text = bundle_qr_text(bundle_for(device.csr))
+    png = tmp_path / "bundle.png"
+    qrcode.make(text, error_correction=qrcode.constants.ERROR_CORRECT_L).save(str(png))
+    frame = np.full((720, 1280, 3), 255, np.uint8)
+    frame[10:710, 290:990] = cv2.resize(cv2.imread(str(png)), (700, 700), interpolation=cv2.INTER_AREA)
+    video = tmp_path / "camera.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (1280, 720))
+    for _ in range(20):
+        writer.write(frame)
+    writer.release()
+    update_config(device.config, {"kiosk.camera": {"source": str(video)}})
+    proc = kp("enrol", "--scan", "--scan-seconds", "60")
+    assert proc.returncode == OK, proc.stderr
+    assert load_settings(device.config).sync.mqtt.host == "127.0.0.1"

@@ -3,6 +3,7 @@ candidate name, WeCom identity, interview code, transcript or secret."""
 
 from __future__ import annotations
 
+import json
 import tarfile
 import time
 from pathlib import Path
@@ -27,7 +28,7 @@ def _seed_personal_data(kp: Runner, device: Device) -> None:
         with store.transaction():
             store.db["sessions"].insert({"id": "s-1", "job_id": "sales_rep", "candidate_ref": "e1",
                                          "state": "done", "language": "zh", "started": now,
-                                         "data": '{"candidate_name": "%s"}' % NAME})
+                                         "data": json.dumps({"candidate_name": NAME})})
             store.db["answers"].insert({"id": "a-1", "session_id": "s-1", "question_id": "q1",
                                         "idx": 0, "attempt": 1, "transcript": TRANSCRIPT})
 

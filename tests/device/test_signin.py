@@ -237,21 +237,27 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
     return path
 
 
-def read_qr_from_camera(video: Path, max_frames: int = 30) -> str | None:
-    """What the kiosk does: read frames from the camera, decode with cv2.QRCodeDetector."""
+def read_qr_from_camera(video: Path, timeout_s: float = 20.0) -> str | None:
+    """What the kiosk does: take the camera's frames, decode them with cv2.QRCodeDetector."""
     from hardware.camera import FileCamera
 
+    frames = []
     cam = FileCamera(video, pace="fast")
+    cam.on_frame(frames.append)  # every frame, as the kiosk's scanner thread gets them
     detector = cv2.QRCodeDetector()
     cam.start()
     try:
-        for _ in range(max_frames):
-            frame = cam.read(timeout=2.0)
-            if frame is None:
-                break
-            text, _, _ = detector.detectAndDecode(frame.image)
-            if text:
-                return text
+        deadline = time.monotonic() + timeout_s
+        seen = 0
+        while time.monotonic() < deadline:
+            for frame in frames[seen:]:
+                seen += 1
+                text, _, _ = detector.detectAndDecode(frame.image)
+                if text:
+                    return text
+            if not cam.alive and seen >= len(frames):
+                return None  # the video ended without a readable code
+            time.sleep(0.02)
     finally:
         cam.stop()
     return None

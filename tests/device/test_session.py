@@ -132,9 +132,16 @@ def to_state(m: SessionMachine, clock: Clock, target: State) -> str | None:
         State.ANSWER: [verified(), S.ConsentGiven(), S.DeviceCheckPassed(), S.StartAnswer()],
         State.REVIEW: [verified(), S.ConsentGiven(), S.DeviceCheckPassed(), S.StartAnswer(),
                        answer()],
+        State.HELP: [verified(), S.ConsentGiven(), S.DeviceCheckPassed(), S.HelpRequested()],
+        State.PAUSED: [verified(), S.ConsentGiven(), S.DeviceCheckPassed(), S.StartAnswer(),
+                       S.FaceLost(), "wait"],
     }[target]
     for ev in path:
-        m.handle(ev)
+        if ev == "wait":
+            clock.advance(m.settings.session.face_lost_pause_s)
+            m.tick()
+        else:
+            m.handle(ev)
     assert m.state is target
     return m.view.session_id
 
@@ -184,6 +191,13 @@ def test_a_sign_in_during_the_last_thank_you_screen_is_not_lost(machine, store, 
     assert machine.handle(verified("E-2002")) is State.WELCOME
     assert machine.view.session_id is not None
     assert rows(store, "SELECT count(*) FROM sessions WHERE ended IS NULL")[0][0] == 1
+
+
+def test_verified_after_a_refusal_starts_the_interview(machine, clock):
+    machine.handle(S.SignInStarted("code"))
+    machine.handle(S.VerificationFailed("unknown_code"))
+    assert machine.handle(verified()) is State.WELCOME
+    assert machine.view.message_key is None
 
 
 def test_verified_for_an_unknown_job_stays_in_sign_in(machine, store):
@@ -449,6 +463,13 @@ def test_answer_finished_during_help_is_kept_and_resumes_into_review(machine, st
     assert machine.handle(S.HelpResolved()) is State.REVIEW
 
 
+def test_answer_finished_while_paused_is_kept_and_resumes_into_review(machine, store, clock):
+    sid = to_state(machine, clock, State.PAUSED)
+    assert machine.handle(answer()) is State.PAUSED
+    assert rows(store, "SELECT count(*) FROM answers WHERE session_id = ?", (sid,))[0][0] == 1
+    assert machine.handle(S.FaceReturned()) is State.REVIEW
+
+
 def test_help_during_the_grace_keeps_the_grace(machine, clock, settings):
     to_state(machine, clock, State.ANSWER)
     clock.advance(60)
@@ -528,8 +549,11 @@ def test_face_still_lost_after_help_pauses_after_a_new_grace(machine, clock, set
 # --- failures and leaving ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("where", [State.WELCOME, State.DEVICE_CHECK, State.PREPARE,
-                                   State.ANSWER, State.REVIEW])
+IN_SESSION_STATES = [State.WELCOME, State.DEVICE_CHECK, State.PREPARE, State.ANSWER,
+                     State.REVIEW, State.HELP, State.PAUSED]
+
+
+@pytest.mark.parametrize("where", IN_SESSION_STATES)
 def test_hardware_failure_keeps_the_answers_and_tells_hr(machine, store, clock, settings, where):
     sid = to_state(machine, clock, where)
     assert machine.handle(S.HardwareFailed("camera", "unplugged")) is State.FAILED
@@ -552,8 +576,7 @@ def test_hardware_failure_while_idle_shows_the_failure_screen_and_tells_hr(machi
     assert rows(store, "SELECT count(*) FROM results")[0][0] == 0
 
 
-@pytest.mark.parametrize("where", [State.WELCOME, State.DEVICE_CHECK, State.PREPARE,
-                                   State.ANSWER, State.REVIEW])
+@pytest.mark.parametrize("where", IN_SESSION_STATES)
 def test_cancel_abandons_the_session_and_wipes_the_screen(machine, store, clock, where):
     sid = to_state(machine, clock, where)
     assert machine.handle(S.Cancel()) is State.ABANDONED
@@ -590,6 +613,9 @@ ACCEPTED = {
                    "HardwareFailed", "Cancel", "Reset"},
     State.REVIEW: {"Retake", "NextQuestion", "HelpRequested", "FaceLost", "FaceReturned",
                    "HardwareFailed", "Cancel", "Reset"},
+    State.HELP: {"HelpResolved", "FaceLost", "FaceReturned", "HardwareFailed", "Cancel",
+                 "Reset"},  # help from PREPARE: no answer is being recorded
+    State.PAUSED: {"FaceReturned", "AnswerFinished", "HardwareFailed", "Cancel", "Reset"},
 }
 
 

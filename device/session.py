@@ -309,7 +309,7 @@ class _Live:
 
     id: str
     entry_id: str
-    name: str  # never logged; only in the encrypted store and the masked view
+    name: str = field(repr=False)  # never logged; only in the encrypted store and masked view
     job_id: str
     job: Any
     questions: list

@@ -137,3 +137,27 @@ class AuditLog:
                 f"the log ends at entry {last_seq} but entry {head.get('seq')} was written",
             )
         return AuditReport(True, len(rows))
+
+    def rekey(self, new_key: bytes) -> AuditLog:
+        """Re-seal the chain under new_key (master key rotation): verify it with the current
+        key first, so a tampered log is never laundered, then recompute every hash in one
+        transaction. Returns the log under the new key."""
+        new = AuditLog(self.store, new_key, clock=self._clock)
+        with self.store.transaction():
+            report = self.verify()
+            if not report.ok:
+                raise ValueError(f"audit log does not verify ({report.reason}); refusing to re-seal it")
+            with self.store.lock:
+                rows = self.store.db.execute(
+                    "SELECT seq, ts, actor, action, detail FROM audit ORDER BY seq"
+                ).fetchall()
+            prev = GENESIS
+            for seq, ts, actor, action, detail_json in rows:
+                digest = new._mac(seq, ts, actor, action, detail_json, prev)
+                self.store.db.execute(
+                    "UPDATE audit SET prev_hash = ?, hash = ? WHERE seq = ?", (prev, digest, seq)
+                )
+                prev = digest
+            if rows:
+                self.store.kv_set(_HEAD_KEY, {"seq": rows[-1][0], "hash": prev})
+        return new

@@ -146,24 +146,123 @@ def run_wipe(ctx: Context, args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+MASTER_PENDING = "master.key.new"
+
+
+def _write_new_key(path: Path, key: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, key)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def rotate_master(ctx: Context) -> dict:
+    """Replace the master key: re-encrypt the store, re-seal the audit chain and the sealed
+    secrets, then swap the key file. Resumable: the new key waits in master.key.new until
+    everything is under it, and a second run after a crash finishes the job."""
+    from device.audit import AuditLog
+    from device.keys import SecretBox, SecretTampered, derive_key
+    from device.store import Store, StoreKeyError
+
+    settings = ctx.settings()
+    key_dir = Path(settings.paths.key_dir)
+    db = Path(settings.paths.data_dir) / DB_FILE
+    old = ctx.master_key()
+    pending = key_dir / MASTER_PENDING
+    new = pending.read_bytes() if pending.exists() else None
+    resumed = new is not None
+    try:
+        store = Store.open(db, derive_key(old, "store"))
+        rekeyed = False
+    except StoreKeyError:
+        if new is None:
+            raise
+        store = Store.open(db, derive_key(new, "store"))
+        rekeyed = True
+    try:
+        if not rekeyed:
+            with store.lock:
+                media_rows = store.db.execute("SELECT count(*) FROM media").fetchone()[0]
+            media_dir = Path(settings.paths.media_dir)
+            media_files = sum(1 for p in media_dir.rglob("*") if p.is_file()) if media_dir.exists() else 0
+            if media_rows or media_files:
+                raise ctx.fail(
+                    ExitCode.FAILED,
+                    "终端上还有 {n} 个用当前密钥加密的录像录音：等它们发送并按保留期删除后再换主密钥（或 wipe）",
+                    "{n} recordings on the terminal are sealed under the current key: rotate the master "
+                    "key after they were delivered and purged by retention (or wipe)",
+                    n=max(media_rows, media_files))
+            report = AuditLog(store, derive_key(old, "audit")).verify()
+            if not report.ok:
+                raise ctx.fail(ExitCode.FAILED, "审计日志校验失败（{r}），拒绝换密钥",
+                               "the audit log does not verify ({r}); refusing to rotate", r=report.reason)
+            if new is None:
+                new = secrets.token_bytes(32)
+                _write_new_key(pending, new)
+            store.rekey(derive_key(new, "store"))
+        assert new is not None
+        audit = AuditLog(store, derive_key(new, "audit"))
+        if not audit.verify().ok:
+            audit = AuditLog(store, derive_key(old, "audit")).rekey(derive_key(new, "audit"))
+        old_box, new_box = SecretBox(key_dir, old), SecretBox(key_dir, new)
+        resealed = 0
+        sdir = key_dir / "secrets"
+        for f in sorted(sdir.iterdir()) if sdir.is_dir() else []:
+            if f.name.startswith(".") or not f.is_file():
+                continue
+            try:
+                new_box.open(f.name)
+                continue  # already re-sealed by an interrupted run
+            except SecretTampered:
+                new_box.seal(f.name, old_box.open(f.name))
+                resealed += 1
+        os.replace(pending, key_dir / MASTER_KEY_FILE)
+        fd = os.open(key_dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        audit.append(technician(), "keys.rotate", {"master": True, "resumed": resumed,
+                                                   "secrets_resealed": resealed})
+        with store.lock:
+            entries = store.db.execute("SELECT count(*) FROM audit").fetchone()[0]
+        return {"master": True, "resumed": resumed, "secrets_resealed": resealed, "audit_entries": entries}
+    finally:
+        store.close()
+
+
 def run_rotate_keys(ctx: Context, args: argparse.Namespace) -> int:
     """A new client key and CSR. The current key keeps working until the certificate for
-    the new one arrives in an enrolment bundle; `enrol` then swaps them."""
+    the new one arrives in an enrolment bundle; `enrol` then swaps them. With --master, also
+    a new master key instead (store, audit chain and secrets re-sealed under it)."""
     settings = ctx.settings()
     ctx.master_key()  # refuse on a device that was never initialised
     if args.master:
-        raise ctx.fail(ExitCode.USAGE,
-                       "主密钥轮换需要先停止服务并处理已录制的媒体文件，当前版本不支持；需要更换主密钥时请使用 wipe 后重新 init。",
-                       "master key rotation is not supported by this version (recordings are sealed "
-                       "under the media key); to replace the master key, wipe and init again.")
+        stopped = stop_services(ctx)
+        try:
+            result = rotate_master(ctx)
+        finally:
+            for unit in stopped:
+                subprocess.run(["systemctl", "start", unit], timeout=60, check=False)
+        if ctx.json_output:
+            ctx.emit_json({"ok": True, **result})
+        else:
+            ctx.say("[green]✓[/] 主密钥已更换：数据库、审计日志和 {n} 个密文已用新密钥重新加密",
+                    "[green]✓[/] master key replaced: store, audit chain and {n} sealed secret(s) re-encrypted",
+                    n=result["secrets_resealed"])
+        return ExitCode.OK
+    result: dict = {"client_key": True}
     key_dir = Path(settings.paths.key_dir)
     pending = key_dir / PENDING_CLIENT_KEY
     if pending.exists():
         _shred_file(pending)
     csr = make_client_key(key_dir, settings.paths.data_dir, settings.device.id, key_name=PENDING_CLIENT_KEY)
     ctx.record("keys.rotate", {"client_key": True})
+    result["csr"] = str(csr)
     if ctx.json_output:
-        ctx.emit_json({"ok": True, "csr": str(csr)})
+        ctx.emit_json({"ok": True, **result})
         return ExitCode.OK
     ctx.say("[green]✓[/] 已生成新的客户端密钥和证书请求 {csr}\n"
             "旧证书在新注册包导入前继续有效。请把 {csr} 交给 HR/IT 运行 interview-hr enrol-device，"

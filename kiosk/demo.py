@@ -68,6 +68,10 @@ def prepare_device(out: Path, assets) -> Path:
                    "tenant": "demo", "languages": ["zh", "en"], "default_language": "zh"},
         "paths": {"data_dir": str(data_dir)},
         "session": {"face_lost_pause_s": 5},
+        # WeCom as a customer would set it up: the idle screen shows the real sign-in QR
+        # (the demo itself signs in with the interview code; no network is used).
+        "wecom": {"corp_id": "ww5d3f1c2b9a8e7d60", "agent_id": 1000002,
+                  "redirect_uri": "https://kiosk-demo.galaxy-tech.example/wecom/callback"},
         "kiosk": {"fullscreen": False, "technician_pin_hash": hash_pin(DEMO_PIN),
                   "camera": {"source": str(assets.video), "width": 640, "height": 480, "fps": 30},
                   "microphone": {"device": ""}},
@@ -151,6 +155,7 @@ class DemoPilot:
             return
         self.n += 1
         path = self.screens_dir / f"{self.n:02d}-{name}.png"
+        self.w.stall.skip_next()
         self.w.grab().save(str(path))
         self.shots.append(path)
         log.info("screenshot %s", path.name)
@@ -233,12 +238,22 @@ class DemoPilot:
 
     def _technician(self) -> None:
         """Show the service screen once: five taps on the logo, then the PIN."""
-        w = self.w
         if self.tech_shown:
             self._finish(ok=True)
             return
         self.tech_shown = True
-        w.machine.handle(__import__("device.session", fromlist=["Reset"]).Reset())
+        w = self.w
+        if str(w.state.value) != "idle":
+            # Back to the idle screen first (the thank-you screen times out on its own).
+            from device.session import Reset
+
+            w._send(Reset())
+            self.after(300, self._technician_taps)
+            return
+        self._technician_taps()
+
+    def _technician_taps(self) -> None:
+        w = self.w
         for _ in range(5):
             w.header.logo.click()
         if w.stack.currentWidget() is not w.tech:
@@ -247,8 +262,8 @@ class DemoPilot:
         for ch in DEMO_PIN:
             w.tech.keypad.buttons[ch].click()
         w.tech.ok.click()
-        self.after(600, lambda: (self.shot("technician"), w.tech.leave.click(),
-                                 self._finish(ok=True)))
+        self.after(1500, lambda: (self.shot("technician"), w.tech.leave.click(),
+                                  self._finish(ok=True)))
 
     def _finish(self, ok: bool) -> None:
         if self.finished:
@@ -333,6 +348,8 @@ def run_demo(out: Path, *, headless: bool, assets_dir: Path | None = None,
     took = time.monotonic() - t0
     print(f"demo: GUI thread max stall {stall.max_stall_ms:.0f} ms over {stall.samples} samples "
           f"({stall.stalls_over_50ms} stalls > 50 ms)")
+    if getattr(stall, "worst", None):
+        print("demo: longest stalls: " + ", ".join(f"{ms:.0f} ms in {where}" for ms, where in stall.worst))
     if window.answer_save_s:
         print("demo: answer saved (analysis finished, recording sealed) "
               + ", ".join(f"{x:.2f}" for x in window.answer_save_s) + " s after 'I'm done'")

@@ -19,6 +19,7 @@ TEXT: dict[str, tuple[str, str]] = {
     # idle
     "idle_title": ("欢迎参加面试", "Welcome to your interview"),
     "idle_sub": ("请用企业微信扫描二维码签到", "Scan the QR code with WeCom to sign in"),
+    "idle_sub_code": ("请使用面试邀请中的面试码签到", "Sign in with the interview code from your invitation"),
     "idle_steps": ("1  打开企业微信    2  扫一扫    3  在手机上确认",
                    "1  Open WeCom    2  Scan    3  Confirm on your phone"),
     "idle_code_btn": ("使用面试码签到", "Sign in with interview code"),
@@ -33,7 +34,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "verifying_title": ("正在确认您的身份…", "Checking your sign-in…"),
     "verifying_sub": ("请稍候，这只需要几秒钟", "Please wait, this takes a few seconds"),
     # welcome
-    "welcome_title": ("{name}，您好", "Hello, {name}"),
+    "welcome_title": ("您好，欢迎！", "Hello, welcome!"),
+    "welcome_who": ("签到身份：{name}", "Signed in as {name}"),
     "welcome_job": ("应聘职位：{job}", "Position: {job}"),
     "welcome_plan": ("本次面试共 {n} 个问题，约 {min} 分钟。每题有准备时间，回答时请看着屏幕。",
                      "This interview has {n} questions and takes about {min} minutes. You get time to prepare each answer; please look at the screen while you answer."),

@@ -193,6 +193,10 @@ class IdleScreen(Screen):
         self.qr = QrView()
         self.qr.setMinimumSize(360, 360)
         ql.addWidget(self.qr, 1)
+        # Without WeCom (not configured, or unreachable) the card points to the code instead.
+        self.qr_off = Icon("info", 150)
+        self.qr_off.hide()
+        ql.addWidget(self.qr_off, 0, Qt.AlignHCenter)
         self.qr_note = label("", "muted", align=Qt.AlignCenter)
         ql.addWidget(self.qr_note)
         right = QVBoxLayout()
@@ -282,23 +286,43 @@ class IdleScreen(Screen):
     def show_refusal(self, text: str) -> None:
         self.code_error.setText(text)
 
-    def set_qr(self, url: str | None, seconds: float) -> None:
+    def set_qr(self, url: str | None, seconds: float, warning: tuple[str, str] | None = None) -> None:
+        """Show the sign-in QR for `url` (None: no QR sign-in); `warning` (zh, en) replaces
+        the note, e.g. when WeCom is known to be unreachable."""
         self.qr_seconds = int(seconds)
         if url:
             self.qr.set_text(url)
-            self.qr.show()
-        else:
-            self.qr.hide()
+        self.qr.setVisible(bool(url))
+        self.qr_off.setVisible(not url)
         self._qr_ok = bool(url)
-        self.qr_note.setText(tr("idle_qr_expires" if url else "idle_no_qr", self.lang, s=self.qr_seconds))
+        self._warning = warning
+        self.code_btn.setObjectName("secondary" if url and not warning else "primary")
+        self.refresh(None, self.lang)
+        self.code_btn.style().unpolish(self.code_btn)
+        self.code_btn.style().polish(self.code_btn)
+        self._note()
+
+    def _note(self) -> None:
+        warning = getattr(self, "_warning", None)
+        if warning:
+            self.qr_note.setText(warning[0] if self.lang == "zh" else warning[1])
+            self.qr_note.setObjectName("error")
+        else:
+            self.qr_note.setText(tr("idle_qr_expires" if getattr(self, "_qr_ok", True) else "idle_no_qr",
+                                    self.lang, s=self.qr_seconds))
+            self.qr_note.setObjectName("muted")
+        self.qr_note.style().unpolish(self.qr_note)
+        self.qr_note.style().polish(self.qr_note)
 
     def refresh(self, view, lang: str) -> None:
         self.lang = lang
         self.hero.setText(tr("idle_title", lang))
-        self.sub.setText(tr("idle_sub", lang))
+        qr_ok = getattr(self, "_qr_ok", True)
+        self.sub.setText(tr("idle_sub" if qr_ok else "idle_sub_code", lang))
         self.steps.setText(tr("idle_steps", lang))
+        self.steps.parentWidget().setVisible(qr_ok)
         self.code_btn.setText(tr("idle_code_btn", lang))
-        self.qr_note.setText(tr("idle_qr_expires" if getattr(self, "_qr_ok", True) else "idle_no_qr", lang, s=self.qr_seconds))
+        self._note()
         self.code_title.setText(tr("code_title", lang))
         self.code_sub.setText(tr("code_sub", lang))
         self.code_back.setText(tr("code_back", lang))
@@ -319,9 +343,12 @@ class WelcomeScreen(Screen):
         left = QVBoxLayout()
         left.addStretch(1)
         self.hello = label("", "hero")
+        self.who = label("", "subtitle", wrap=False)
         self.job = label("", "chip", wrap=False)
         self.plan = label("", "subtitle")
         left.addWidget(self.hello)
+        left.addSpacing(6)
+        left.addWidget(self.who)
         left.addSpacing(6)
         left.addWidget(self.job, 0, Qt.AlignLeft)
         left.addSpacing(18)
@@ -364,8 +391,12 @@ class WelcomeScreen(Screen):
 
     def refresh(self, view, lang: str) -> None:
         self.lang = lang
+        # The session gives a masked name (J***** L**): enough to confirm it is them, not
+        # enough for someone passing the lobby.
         name = getattr(view, "candidate_name", None) or ""
-        self.hello.setText(tr("welcome_title", lang, name=name) if name else tr("idle_title", lang))
+        self.hello.setText(tr("welcome_title", lang))
+        self.who.setText(tr("welcome_who", lang, name=name))
+        self.who.setVisible(bool(name))
         job = _bilingual(getattr(view, "job_title", None), lang)
         self.job.setText(tr("welcome_job", lang, job=job))
         self.job.setVisible(bool(job))

@@ -9,6 +9,7 @@ It never decides the interview's course; SessionMachine does.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -62,8 +63,50 @@ class Bridge(QObject):
     answer = Signal(object)        # capture.AnswerResult
     answer_error = Signal(str)
     selftest = Signal(object)      # list[CheckResult]
+    verification = Signal(object)  # device.signin.VerificationRow
+    qr = Signal(object, object)    # QrState | None, warning (zh, en) | None
+    pin = Signal(bool, str, str)   # ok, reason, message
+    tech_info = Signal(str)
     view = Signal(object)          # SessionView published by the machine (any thread)
     media_frame = Signal(object)   # QImage of a video prompt
+
+
+class SessionThread:
+    """Every call into the session machine and the store runs here, one at a time and in
+    order, so the GUI thread never waits for SQLite (fsync, a busy WAL) or the report
+    builder. Results come back through Bridge signals."""
+
+    def __init__(self) -> None:
+        self._q: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="session", daemon=True)
+        self._thread.start()
+
+    def post(self, fn: Callable, *args) -> None:
+        self._q.put((fn, args))
+
+    def pending(self) -> int:
+        return self._q.qsize()
+
+    def drain(self, timeout: float = 5.0) -> bool:
+        """Wait until everything posted so far has run (shutdown, tests)."""
+        done = threading.Event()
+        self.post(done.set)
+        return done.wait(timeout)
+
+    def stop(self) -> None:
+        self._q.put(None)
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            fn, args = item
+            try:
+                fn(*args)
+            except Exception:  # one failing call must not stop the interview
+                log.exception("session thread: %s failed", getattr(fn, "__name__", fn))
 
 
 class StallMonitor(QObject):
@@ -90,16 +133,30 @@ class StallMonitor(QObject):
         self.max_stall_ms = 0.0
         self.stalls_over_50ms = 0
         self.samples = 0
+        self.worst = []
+
+    def skip_next(self) -> None:
+        """The caller blocks the loop on purpose (a test or demo screenshot): not a stall."""
+        self._skip = True
 
     def _beat(self) -> None:
         now = self._clock.elapsed()
         stall = now - self._last - self.interval_ms
         self._last = now
+        if getattr(self, "_skip", False):
+            self._skip = False
+            return
         self.samples += 1
         if stall > self.max_stall_ms:
             self.max_stall_ms = float(stall)
         if stall > 50:
             self.stalls_over_50ms += 1
+            self.worst = sorted(getattr(self, "worst", []) + [(float(stall), self.label())],
+                                reverse=True)[:5]
+            log.debug("GUI thread stalled %.0f ms (%s)", stall, self.label())
+
+    def label(self) -> str:
+        return str(getattr(self.parent(), "state", ""))
 
 
 class KioskWindow(QWidget):
@@ -168,7 +225,8 @@ class KioskWindow(QWidget):
         self.screens: dict[str, Screen] = {}
         self.idle = self._add(IdleScreen())
         self.idle.code_submitted.connect(self.submit_code)
-        self._add(MessageScreen("verifying", "spinner", "verifying_title", "verifying_sub"))
+        self.verifying = self._add(MessageScreen("verifying", "spinner", "verifying_title", "verifying_sub",
+                                                 [("cancel", "back_home", "primary")]))
         self.welcome = self._add(WelcomeScreen())
         self.check = self._add(DeviceCheckScreen())
         self.question = self._add(QuestionScreen())
@@ -212,10 +270,15 @@ class KioskWindow(QWidget):
         self._watchdog = QTimer(self)
         self._watchdog.timeout.connect(lambda: self._sd("WATCHDOG=1"))
         self.bridge.view.connect(self._on_view_changed)
-        # The machine publishes on whichever thread handled the event; the signal brings the
-        # view to the GUI thread (directly when it already is there).
+        self.bridge.verification.connect(self._apply_verification)
+        self.bridge.qr.connect(self._show_qr)
+        self.bridge.pin.connect(self._pin_result)
+        self.bridge.tech_info.connect(lambda text: self.tech.show_panel(text) if self.technician else None)
+        # The machine publishes on the session thread; the signal brings the view here.
         machine.subscribe(self.bridge.view.emit)
-        self._busy = threading.Lock()
+        self.session = SessionThread()
+        self._qr_pending = False
+        self._poll_pending = False
         self.setStyleSheet(style.stylesheet(self._scale()))
 
     # -- set-up -----------------------------------------------------------------------------
@@ -251,6 +314,8 @@ class KioskWindow(QWidget):
         self._stop_video_prompt()
         if self.pipeline is not None:
             self.pipeline.stop()
+        self.session.drain()
+        self.session.stop()
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
@@ -311,27 +376,9 @@ class KioskWindow(QWidget):
 
     # -- the state machine -> screens ---------------------------------------------------------
     def _send(self, event) -> None:
-        if not self._busy.acquire(timeout=2.0):
-            log.error("session machine busy; %s dropped", type(event).__name__)
-            return
-        try:
-            self.machine.handle(event)
-        except Exception:  # the machine must never take the UI down with it
-            log.exception("session machine failed on %s", type(event).__name__)
-        finally:
-            self._busy.release()
-
-    def _send_async(self, event) -> None:
-        """Hand an event that can take long (the last NextQuestion builds the report and
-        commits the result) to a worker thread; ticks pause until it is done."""
-        def work() -> None:
-            with self._busy:
-                try:
-                    self.machine.handle(event)
-                except Exception:
-                    log.exception("session machine failed on %s", type(event).__name__)
-
-        threading.Thread(target=work, name="session-event", daemon=True).start()
+        """Hand an event to the machine (on the session thread); the new view comes back
+        through bridge.view."""
+        self.session.post(self.machine.handle, event)
 
     def _screen_for(self, state) -> str:
         if state in QUESTION_STATES:
@@ -409,6 +456,8 @@ class KioskWindow(QWidget):
         if screen is None:
             log.error("no screen for state %s", name)
             return
+        if name == "verifying":
+            self._render_verifying(screen, view)
         if name == "failed":
             comp = self._failed_component if self._failed_component in ("camera", "microphone") else "device"
             screen.fmt = {"component": tr(f"component_{comp}", self.lang)}
@@ -420,18 +469,31 @@ class KioskWindow(QWidget):
         self.header.help.setVisible(self.state in HELP_STATES and not self.technician)
         self.footnote.setText(tr("device_footer", self.lang, device=self.settings.device.id))
 
+    def _render_verifying(self, screen: MessageScreen, view) -> None:
+        """A refused sign-in (the machine's message "signin.<reason>") shows why, in the
+        words the phone also shows, and a way back; otherwise the spinner."""
+        key = getattr(view, "message_key", None) or ""
+        refused = key.startswith("signin.")
+        msgs = getattr(self.signin, "MESSAGES", {}) if self.signin is not None else {}
+        pair = msgs.get(key.removeprefix("signin."), msgs.get("unknown_user")) if refused else None
+        screen.title_key = "verify_failed" if refused else "verifying_title"
+        screen.sub_key = "verifying_sub"
+        screen.icon.set_kind("warn" if refused else "spinner")
+        screen.buttons["cancel"].setVisible(refused)
+        screen.sub.setVisible(not refused)
+        screen.refresh(view, self.lang)
+        screen.set_detail((pair[0] if self.lang == "zh" else pair[1]) if pair else "")
+        screen.detail.setObjectName("subtitle" if refused else "muted")
+        screen.detail.style().unpolish(screen.detail)
+        screen.detail.style().polish(screen.detail)
+
     def current_screen(self) -> Screen:
         return self.stack.currentWidget()
 
     # -- timers --------------------------------------------------------------------------------
     def _on_tick(self) -> None:
-        if self._busy.acquire(blocking=False):
-            try:
-                self.machine.tick()
-            except Exception:
-                log.exception("session tick failed")
-            finally:
-                self._busy.release()
+        if self.session.pending() < 4:   # never pile up ticks behind a slow commit
+            self.session.post(self.machine.tick)
         self.header.clock.setText(time.strftime("%H:%M", time.localtime(self.clock())))
         view = self.machine.view
         screen = self.current_screen()
@@ -450,33 +512,73 @@ class KioskWindow(QWidget):
             mic = self.pipeline.mic
             self.check.meter.set_level(mic.level_dbfs, getattr(mic, "clipping", False))
 
+    def _wecom_warning(self, now: float) -> tuple[str, str] | None:
+        """The sync daemon's recent WeCom probe (kv wecom.health) said WeCom is down: tell
+        the candidate to use the interview code before they try to scan."""
+        try:
+            health = self.store.kv_get("wecom.health", None)
+        except Exception:
+            return None
+        if isinstance(health, dict) and health.get("ok") is False and now - float(health.get("at") or 0) < 900:
+            msgs = getattr(self.signin, "MESSAGES", {})
+            return msgs.get("wecom_unreachable")
+        return None
+
     def _refresh_qr(self, force: bool = False) -> None:
         if self.signin is None or getattr(self.settings, "wecom", None) is None:
             if force:
                 self.idle.set_qr(None, 0)
             return
         now = self.clock()
-        if not force and self._qr is not None and now < self._qr.rotate_at:
+        if self._qr_pending or (not force and self._qr is not None and now < self._qr.rotate_at):
             return
-        try:
-            self._qr = self.signin.new_qr_state(self.store, self.settings, now)
-            self.idle.set_qr(self._qr.url, self.settings.wecom.state_ttl_s)
-        except Exception:
-            log.exception("could not create a sign-in QR state")
-            self.idle.set_qr(None, 0)
+        self._qr_pending = True
+
+        def make() -> None:   # on the session thread: inserts the signin_states row
+            try:
+                qr = self.signin.new_qr_state(self.store, self.settings, now)
+            except Exception:
+                log.exception("could not create a sign-in QR state")
+                qr = None
+            self.bridge.qr.emit(qr, self._wecom_warning(now))
+
+        self.session.post(make)
+
+    def _show_qr(self, qr, warning) -> None:
+        self._qr_pending = False
+        self._qr = qr
+        ttl = self.settings.wecom.state_ttl_s if self.settings.wecom else 0
+        self.idle.set_qr(qr.url if qr else None, ttl, warning)
 
     def _poll_verifications(self) -> None:
-        if self.signin is None or self.state not in (S.IDLE, S.VERIFYING) or self.technician:
+        if self.signin is None or self.state not in (S.IDLE, S.VERIFYING) or self.technician \
+                or self._poll_pending:
             return
-        try:
-            row = self.signin.take_verification(self.store, self.settings.device.id, now=self.clock())
-        except Exception:
-            log.exception("polling verifications failed")
-            return
-        if row is not None:
-            self._apply_verification(row)
+        self._poll_pending = True
+
+        def poll() -> None:
+            try:
+                row = self.signin.take_verification(self.store, self.settings.device.id, now=self.clock())
+            except Exception:
+                log.exception("polling verifications failed")
+                row = None
+            finally:
+                self._poll_pending = False
+            if row is not None:
+                self.bridge.verification.emit(row)
+
+        self.session.post(poll)
 
     def _apply_verification(self, row) -> None:
+        if row is None:
+            self.idle.show_refusal(tr("verify_failed", self.lang))
+            return
+        if not row.ok and row.method == "code":
+            # A mistyped code: say so on the keypad and let them correct it.
+            refusal = row.refusal
+            self.idle.show_refusal((refusal.message_zh if self.lang == "zh" else refusal.message_en)
+                                   if refusal else tr("verify_failed", self.lang))
+            return
         if self.state == S.IDLE:
             self._send(ses.SignInStarted(row.method))
         if row.ok and row.roster_entry is not None:
@@ -491,13 +593,17 @@ class KioskWindow(QWidget):
     def submit_code(self, code: str) -> None:
         if self.signin is None:
             return
-        try:
-            row = self.signin.local_signin(self.store, self.settings, self.clock(), code=code, audit=self.audit)
-        except Exception:
-            log.exception("interview code sign-in failed")
-            self.idle.show_refusal(tr("verify_failed", self.lang))
-            return
-        self._apply_verification(row)
+        now = self.clock()
+
+        def check() -> None:
+            try:
+                row = self.signin.local_signin(self.store, self.settings, now, code=code, audit=self.audit)
+            except Exception:
+                log.exception("interview code sign-in failed")
+                row = None
+            self.bridge.verification.emit(row)
+
+        self.session.post(check)
 
     def on_intent(self, intent: str) -> None:
         log.debug("intent %s", intent)
@@ -516,13 +622,10 @@ class KioskWindow(QWidget):
         elif intent == "retake":
             self._send(ses.Retake())
         elif intent == "next":
-            v = self.view
-            last = (getattr(v, "index", 0) or 0) + 1 >= (getattr(v, "total", 0) or 0)
-            if last:
-                self.question.next.setEnabled(False)
-                self._send_async(ses.NextQuestion())
-            else:
-                self._send(ses.NextQuestion())
+            self.question.next.setEnabled(False)   # one touch, one event
+            self._send(ses.NextQuestion())
+        elif intent == "cancel":
+            self._send(ses.Cancel())
         elif intent == "help_resolved":
             self._send(ses.HelpResolved())
         elif intent == "tech_cancel" or intent == "tech_leave":
@@ -559,15 +662,16 @@ class KioskWindow(QWidget):
         """Reference the encrypted recordings from the store's `media` table (retention
         deletes rows and files together)."""
         sid = getattr(self.view, "session_id", None)
-        try:
+
+        def insert() -> None:
             with self.store.transaction():
                 for m in media:
                     self.store.db["media"].insert({
                         "id": m["id"], "session_id": sid, "answer_id": m.get("answer_id"),
                         "kind": m["kind"], "path": m["path"], "size": m["size"], "sha256": m["sha256"],
                     }, replace=True)
-        except Exception:
-            log.exception("could not reference answer media in the store")
+
+        self.session.post(insert)
 
     def _on_answer_error(self, detail: str) -> None:
         self._answer_ending = False
@@ -651,7 +755,7 @@ class KioskWindow(QWidget):
         mic = row(["microphone", "mic_noise_floor", "mic_level"])
         self.check.set_results({"camera": cam, "face": face, "mic": mic})
         if self.technician:
-            self.tech.show_panel(self._technician_info())
+            self.session.post(lambda: self.bridge.tech_info.emit(self._technician_info()))
         dead = [n for n in ("camera", "microphone") if n in by and not by[n].ok]
         if dead and self.state == S.DEVICE_CHECK:
             self._send(ses.DeviceCheckFailed(by[dead[0]].hint_en))
@@ -715,36 +819,51 @@ class KioskWindow(QWidget):
         self.technician = False
         self.stack.setCurrentWidget(self.tech)
         self.tech.refresh(self.view, self.lang)
-        self.tech.show_pin(self._pin_message())
-        self._in_tech_pin = True
+        self.tech.show_pin("")
         self.header.help.hide()
+        self.session.post(lambda: self.bridge.pin.emit(False, "opened", self._pin_message()))
 
-    def _pin_message(self) -> str:
-        if not self.pin_gate.configured:
+    def _pin_message(self, reason: str = "") -> str:
+        """Runs on the session thread (reads the lockout state from the store)."""
+        gate = self.pin_gate
+        if not gate.configured:
             return tr("tech_no_pin", self.lang)
-        left = self.pin_gate.locked_for()
+        left = gate.locked_for()
         if left > 0:
             return tr("tech_locked", self.lang, s=int(left) + 1)
+        if reason == "wrong":
+            return tr("tech_wrong", self.lang, n=gate.tries_left())
         return ""
 
     def try_pin(self, pin: str) -> None:
-        ok, reason = self.pin_gate.check(pin)
-        if self.audit is not None:
-            try:
-                self.audit.append("technician", "technician.pin", {"ok": ok, "reason": reason})
-            except Exception:
-                log.exception("audit of a PIN attempt failed")
+        """scrypt and the lockout's store row take a while: the session thread does it."""
+        self.tech.ok.setEnabled(False)
+
+        def check() -> None:
+            ok, reason = self.pin_gate.check(pin)
+            if self.audit is not None:
+                try:
+                    self.audit.append("technician", "technician.pin", {"ok": ok, "reason": reason})
+                except Exception:
+                    log.exception("audit of a PIN attempt failed")
+            self.bridge.pin.emit(ok, reason, "" if ok else self._pin_message(reason))
+
+        self.session.post(check)
+
+    def _pin_result(self, ok: bool, reason: str, message: str) -> None:
+        if self.stack.currentWidget() is not self.tech:
+            self.tech.ok.setEnabled(True)
+            return
+        if reason == "opened":   # the lockout state, shown when the PIN pad opens
+            self.tech.error.setText(message)
+            return
+        self.tech.ok.setEnabled(True)
         if ok:
             self.technician = True
-            self.tech.show_panel(self._technician_info())
-            return
-        if reason == "locked":
-            msg = tr("tech_locked", self.lang, s=int(self.pin_gate.locked_for()) + 1)
-        elif reason == "not_configured":
-            msg = tr("tech_no_pin", self.lang)
+            self.tech.show_panel("…")
+            self.session.post(lambda: self.bridge.tech_info.emit(self._technician_info()))
         else:
-            msg = tr("tech_wrong", self.lang, n=self.pin_gate.tries_left())
-        self.tech.show_pin(msg)
+            self.tech.show_pin(message)
 
     def close_technician(self) -> None:
         self.technician = False

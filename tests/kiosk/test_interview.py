@@ -184,23 +184,26 @@ def test_technician_pin_locks_after_five_wrong_tries_and_shortcuts_are_ignored(m
     w.header.logo.click()
     assert w.current_screen() is w.tech
     k.shot("technician-pin", ["技术人员登录"])
-    for _ in range(5):
-        for ch in "0000":
+
+    def enter(pin: str) -> None:
+        for ch in pin:
             w.tech.keypad.buttons[ch].click()
         w.tech.ok.click()
+        k.qtbot.waitUntil(w.tech.ok.isEnabled, timeout=5000)  # checked off the GUI thread
+
+    for i in range(4):
+        enter("0000")
+        assert f"还可尝试 {4 - i} 次" in w.tech.error.text()
+    enter("0000")
     assert "尝试次数过多" in w.tech.error.text()
-    for ch in PIN:
-        w.tech.keypad.buttons[ch].click()
-    w.tech.ok.click()
+    enter(PIN)
     assert not w.technician, "the right PIN must be refused while locked"
     k.shot("technician-locked", ["尝试次数过多"])
     k.clock.offset = 301  # the lockout expires
-    for ch in PIN:
-        w.tech.keypad.buttons[ch].click()
-    w.tech.ok.click()
+    enter(PIN)
     assert w.technician
+    k.qtbot.waitUntil(lambda: k.settings.device.id in w.tech.info.text(), timeout=5000)
     k.shot("technician-panel", ["维护模式", "返回面试模式"])
-    assert k.settings.device.id in w.tech.info.text()
     audit = list(k.store.db.query("SELECT action FROM audit WHERE action = 'technician.pin'"))
     assert len(audit) == 7
     w.tech.leave.click()

@@ -36,7 +36,6 @@ def run(n_signin: int, n_notify: int) -> None:
     import cv2
     import httpx
     import numpy as np
-    import qrcode
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from device import signin
@@ -49,7 +48,7 @@ def run(n_signin: int, n_notify: int) -> None:
     from sync.wecom.callback import SignInProcessor, server_for_device
     from sync.wecom.client import WecomClient
     from sync.wecom.fakeserver import FakeDirectory, FakeWecomServer
-    from sync.wecom.invite import make_invitation
+    from sync.wecom.invite import make_invitation, qr_image
     from sync.wecom.notifier import Notifier
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -115,10 +114,7 @@ def run(n_signin: int, n_notify: int) -> None:
         key = Ed25519PrivateKey.generate()
         store.cache_put("pubkey", "downlink", 1, {"pem": public_key_pem(key.public_key()).decode()})
         text = make_invitation(key, "E0", not_before=now - 60, not_after=now + 3600, device=settings.device.id)
-        q = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, box_size=6, border=4)
-        q.add_data(text)
-        q.make(fit=True)
-        code_img = cv2.cvtColor(np.array(q.make_image().convert("L")), cv2.COLOR_GRAY2BGR)
+        code_img = cv2.cvtColor(qr_image(text, box_size=6), cv2.COLOR_GRAY2BGR)
         frame = cv2.resize(cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR), (1280, 720))
         card = np.full((560, 340, 3), 255, np.uint8)
         card[130:430, 20:320] = cv2.resize(code_img, (300, 300), interpolation=cv2.INTER_AREA)

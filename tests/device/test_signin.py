@@ -19,7 +19,7 @@ from device.keys import derive_key, load_master_key
 from device.roster import install_roster
 from device.signin import SignInRefusal
 from sync.signing import public_key_pem
-from sync.wecom.invite import make_invitation
+from sync.wecom.invite import make_invitation, qr_image
 from tests.sync import wecom_env
 from tests.sync.wecom_env import NOW, OTHER_DEVICE, roster_for
 
@@ -213,10 +213,14 @@ def phone_frame(qr_text: str, size=(1280, 720), shift=(0, 0), angle=0.0) -> np.n
 
     w, h = size
     frame = cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (w, h))
-    qr = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, box_size=6, border=4)
-    qr.add_data(qr_text)
-    qr.make(fit=True)
-    code = cv2.cvtColor(np.array(qr.make_image().convert("L")), cv2.COLOR_GRAY2BGR)
+    try:
+        img = qr_image(qr_text, box_size=6)  # what `interview-hr invite` hands out
+    except ValueError:  # a forged text may have no readable mask; draw it plainly
+        qr = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, box_size=6, border=4)
+        qr.add_data(qr_text)
+        qr.make(fit=True)
+        img = np.array(qr.make_image().convert("L"))
+    code = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     q = 300
     card = np.full((560, 340, 3), 255, np.uint8)  # a phone screen, portrait
     card[130:130 + q, 20:20 + q] = cv2.resize(code, (q, q), interpolation=cv2.INTER_AREA)

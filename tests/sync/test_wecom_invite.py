@@ -86,3 +86,17 @@ def test_make_invitation_requires_a_binding(hr_side):
     key = load_private_key(hr_side[0])
     with pytest.raises(ValueError, match="device or a site"):
         make_invitation(key, "E-member", not_before=NOW, not_after=NOW + 60)
+
+
+def test_every_invitation_png_is_readable_by_the_kiosk_detector(hr_side, tmp_path):
+    """OpenCV misreads some QR codes; the PNG we hand out must not be one of them."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from sync.wecom.invite import render_png
+
+    for i in range(30):  # fresh keys: different signatures, different codes
+        text = make_invitation(Ed25519PrivateKey.generate(), f"E-{i}", not_before=NOW, not_after=NOW + 3600,
+                               site="上海总部 前台")
+        png = render_png(text, tmp_path / f"{i}.png")
+        found, _, _ = cv2.QRCodeDetector().detectAndDecode(cv2.imread(str(png)))
+        assert found == text

@@ -41,6 +41,22 @@ def _shadow(w: QWidget) -> None:
     w.setGraphicsEffect(eff)
 
 
+def _column() -> tuple[QWidget, QVBoxLayout]:
+    """A column of text and buttons that keeps its natural height (no gaps between lines)."""
+    col = QWidget()
+    lay = QVBoxLayout(col)
+    lay.setContentsMargins(0, 0, 0, 0)
+    return col, lay
+
+
+def _centred(col: QWidget) -> QVBoxLayout:
+    outer = QVBoxLayout()
+    outer.addStretch(1)
+    outer.addWidget(col)
+    outer.addStretch(1)
+    return outer
+
+
 def _bilingual(value, lang: str) -> str:
     """Text from a Bilingual model, a {"zh","en"} dict or a plain string."""
     if value is None:
@@ -67,6 +83,20 @@ class Screen(QWidget):
 
     def tick(self, view) -> None:
         """Called a few times a second for countdowns; cheap."""
+
+    def fit_text(self) -> None:
+        """Give every wrapped label the height its text needs at its current width (Qt's
+        layouts do not carry height-for-width through nested columns, so long English lines
+        would be clipped)."""
+        for lab in self.findChildren(QLabel):
+            if lab.wordWrap() and lab.width() > 50:
+                need = lab.heightForWidth(lab.width())
+                if need > 0 and need != lab.minimumHeight():
+                    lab.setMinimumHeight(need)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self.fit_text()
 
     def texts(self) -> list[str]:
         """Every visible label/button text (tests check these, not pixels)."""
@@ -165,7 +195,7 @@ class IdleScreen(Screen):
         lay = QHBoxLayout(page)
         lay.setContentsMargins(40, 20, 40, 28)
         lay.setSpacing(64)
-        left = QVBoxLayout()
+        col, left = _column()
         left.addStretch(2)
         self.hero = label("", "hero")
         self.sub = label("", "subtitle")
@@ -184,7 +214,7 @@ class IdleScreen(Screen):
         self.code_btn.clicked.connect(self.show_code_page)
         left.addWidget(self.code_btn, 0, Qt.AlignLeft)
         left.addStretch(3)
-        lay.addLayout(left, 5)
+        lay.addLayout(_centred(col), 5)
         qr_card = card()
         _shadow(qr_card)
         ql = QVBoxLayout(qr_card)
@@ -211,7 +241,7 @@ class IdleScreen(Screen):
         lay = QHBoxLayout(page)
         lay.setContentsMargins(40, 10, 40, 28)
         lay.setSpacing(56)
-        left = QVBoxLayout()
+        col, left = _column()
         left.addStretch(1)
         self.code_title = label("", "title")
         self.code_sub = label("", "subtitle")
@@ -235,7 +265,7 @@ class IdleScreen(Screen):
         brow.addStretch(1)
         left.addLayout(brow)
         left.addStretch(1)
-        lay.addLayout(left, 5)
+        lay.addLayout(_centred(col), 5)
         pad_card = card()
         _shadow(pad_card)
         pl = QVBoxLayout(pad_card)
@@ -286,12 +316,13 @@ class IdleScreen(Screen):
     def show_refusal(self, text: str) -> None:
         self.code_error.setText(text)
 
-    def set_qr(self, url: str | None, seconds: float, warning: tuple[str, str] | None = None) -> None:
+    def set_qr(self, url: str | None, seconds: float, warning: tuple[str, str] | None = None,
+               matrix: list[list[bool]] | None = None) -> None:
         """Show the sign-in QR for `url` (None: no QR sign-in); `warning` (zh, en) replaces
         the note, e.g. when WeCom is known to be unreachable."""
         self.qr_seconds = int(seconds)
         if url:
-            self.qr.set_text(url)
+            self.qr.set_text(url, matrix)
         self.qr.setVisible(bool(url))
         self.qr_off.setVisible(not url)
         self._qr_ok = bool(url)
@@ -340,7 +371,7 @@ class WelcomeScreen(Screen):
         lay = QHBoxLayout(self)
         lay.setContentsMargins(40, 10, 40, 28)
         lay.setSpacing(56)
-        left = QVBoxLayout()
+        col, left = _column()
         left.addStretch(1)
         self.hello = label("", "hero")
         self.who = label("", "subtitle", wrap=False)
@@ -354,13 +385,13 @@ class WelcomeScreen(Screen):
         left.addSpacing(18)
         left.addWidget(self.plan)
         left.addStretch(2)
-        lay.addLayout(left, 4)
+        lay.addLayout(_centred(col), 4)
         box = card()
         _shadow(box)
         bl = QVBoxLayout(box)
         bl.setContentsMargins(44, 40, 44, 40)
         bl.setSpacing(18)
-        self.consent_title = label("", "title")
+        self.consent_title = label("", "title", wrap=False)
         bl.addWidget(self.consent_title)
         self.items = []
         for _ in range(4):
@@ -686,7 +717,7 @@ class TechnicianScreen(Screen):
         lay = QHBoxLayout(page)
         lay.setContentsMargins(40, 10, 40, 28)
         lay.setSpacing(56)
-        left = QVBoxLayout()
+        col, left = _column()
         left.addStretch(1)
         self.title = label("", "title")
         self.sub = label("", "subtitle")
@@ -709,7 +740,7 @@ class TechnicianScreen(Screen):
         left.addSpacing(12)
         left.addLayout(brow)
         left.addStretch(1)
-        lay.addLayout(left, 5)
+        lay.addLayout(_centred(col), 5)
         pad_card = card()
         pl = QVBoxLayout(pad_card)
         pl.setContentsMargins(28, 28, 28, 28)

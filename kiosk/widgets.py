@@ -37,8 +37,10 @@ def label(text: str = "", name: str = "body", *, wrap: bool = True, align=None) 
     lab = QLabel(text)
     lab.setObjectName(name)
     lab.setWordWrap(wrap)
-    # Labels take the height their text needs; the layouts' stretches take the rest.
-    lab.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Maximum)
+    if not wrap:
+        # One-line labels take the height their text needs; stretches take the rest.
+        # (Wrapped labels keep Qt's default policy so height-for-width is honoured.)
+        lab.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Maximum)
     if align is not None:
         lab.setAlignment(align)
     return lab
@@ -59,6 +61,16 @@ def card(name: str = "card") -> QFrame:
     return f
 
 
+def qr_matrix(text: str) -> list[list[bool]]:
+    """The QR code modules for `text` (qrcode, error correction M, no border)."""
+    import qrcode
+
+    qr = qrcode.QRCode(border=0, error_correction=qrcode.constants.ERROR_CORRECT_M)
+    qr.add_data(text)
+    qr.make(fit=True)
+    return qr.get_matrix()
+
+
 class QrView(QWidget):
     """Draws a QR code of `text` (qrcode's matrix) with a quiet zone, crisp at any size."""
 
@@ -69,15 +81,12 @@ class QrView(QWidget):
         self.setMinimumSize(260, 260)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
 
-    def set_text(self, text: str) -> None:
+    def set_text(self, text: str, matrix: list[list[bool]] | None = None) -> None:
+        """Show `text`; pass its `matrix` (qr_matrix, computed off the GUI thread: encoding
+        a long URL in pure Python takes a few hundred ms on a small CPU)."""
         if text == self.text:
             return
-        import qrcode
-
-        qr = qrcode.QRCode(border=0, error_correction=qrcode.constants.ERROR_CORRECT_M)
-        qr.add_data(text)
-        qr.make(fit=True)
-        self._matrix = qr.get_matrix()
+        self._matrix = matrix if matrix is not None else qr_matrix(text)
         self.text = text
         self.update()
 

@@ -42,7 +42,7 @@ from kiosk.screens import (
     TechnicianScreen,
     WelcomeScreen,
 )
-from kiosk.widgets import Header, label, to_qimage
+from kiosk.widgets import Header, label, qr_matrix, to_qimage
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class Bridge(QObject):
     answer_error = Signal(str)
     selftest = Signal(object)      # list[CheckResult]
     verification = Signal(object)  # device.signin.VerificationRow
-    qr = Signal(object, object)    # QrState | None, warning (zh, en) | None
+    qr = Signal(object, object, object)  # QrState | None, warning (zh, en) | None, QR matrix
     pin = Signal(bool, str, str)   # ok, reason, message
     tech_info = Signal(str)
     view = Signal(object)          # SessionView published by the machine (any thread)
@@ -464,6 +464,7 @@ class KioskWindow(QWidget):
         screen.refresh(view, self.lang)
         if self.stack.currentWidget() is not screen:
             self.stack.setCurrentWidget(screen)
+        screen.fit_text()
         self.header.lang.setText(tr("switch_lang", self.lang))
         self.header.help.setText(tr("help", self.lang))
         self.header.help.setVisible(self.state in HELP_STATES and not self.technician)
@@ -535,20 +536,22 @@ class KioskWindow(QWidget):
         self._qr_pending = True
 
         def make() -> None:   # on the session thread: inserts the signin_states row
+            matrix = None
             try:
                 qr = self.signin.new_qr_state(self.store, self.settings, now)
+                matrix = qr_matrix(qr.url)
             except Exception:
                 log.exception("could not create a sign-in QR state")
                 qr = None
-            self.bridge.qr.emit(qr, self._wecom_warning(now))
+            self.bridge.qr.emit(qr, self._wecom_warning(now), matrix)
 
         self.session.post(make)
 
-    def _show_qr(self, qr, warning) -> None:
+    def _show_qr(self, qr, warning, matrix) -> None:
         self._qr_pending = False
         self._qr = qr
         ttl = self.settings.wecom.state_ttl_s if self.settings.wecom else 0
-        self.idle.set_qr(qr.url if qr else None, ttl, warning)
+        self.idle.set_qr(qr.url if qr else None, ttl, warning, matrix)
 
     def _poll_verifications(self) -> None:
         if self.signin is None or self.state not in (S.IDLE, S.VERIFYING) or self.technician \

@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 S = ses.State
 QUESTION_STATES = {S.PREPARE, S.ANSWER, S.REVIEW}
-HELP_STATES = {S.DEVICE_CHECK, S.PREPARE, S.ANSWER, S.REVIEW, S.PAUSED, S.WELCOME}
+HELP_STATES = {S.WELCOME, S.DEVICE_CHECK, S.PREPARE, S.ANSWER, S.REVIEW}  # = session.HELP_FROM
 # States where the hidden technician gesture is honoured (never in a candidate's interview).
 TECH_STATES = {S.IDLE, S.DONE, S.DECLINED, S.ABANDONED, S.INTERRUPTED, S.FAILED}
 

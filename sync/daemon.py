@@ -26,7 +26,7 @@ from sync.outbox import OutboxDelivery, deliver_clips_once
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.2          # how often the store is checked for rows the kiosk committed
+POLL_S = 0.1          # how often the store is checked for rows the kiosk committed
 IDLE_POLL_S = 0.5     # when nothing can be sent (no transport): still never a busy loop
 
 
@@ -116,6 +116,9 @@ class SyncDaemon:
     # --- loop ----------------------------------------------------------------------------
 
     def start(self) -> None:
+        released = self.delivery.release_leases()
+        if released:
+            log.info("%d rows were in flight when the previous run ended; sending them again", released)
         if self.link is not None:
             self.link.start()
         if self.https is not None:

@@ -116,7 +116,6 @@ class MqttLink:
             user.append(("created", f"{created:.6f}"))
         if user:
             props.UserProperty = user
-        props.ContentType = "application/json"
         info = self.client.publish(topic, body, qos=1, retain=retain, properties=props)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             return None

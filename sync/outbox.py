@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 UPLINK_KINDS = ("result", "event", "status", "heartbeat")
 CLIP_KIND = "clip"
+LEASE_MARK = "in flight: waiting for PUBACK"
 
 
 def backoff_delay(attempts: int, *, base: float = 2.0, cap: float = 300.0,
@@ -55,7 +56,7 @@ class OutboxDelivery:
     def __init__(
         self, store, link: MqttLink | None, https: HttpsUplink | None, *,
         clock: Callable[[], float] = time.time, fallback_after_s: float = 300.0,
-        ack_timeout_s: float = 30.0, batch: int = 500, window: int = 1000,
+        ack_timeout_s: float = 30.0, batch: int = 200, window: int = 500,
         rng: Callable[[], float] = random.random,
     ):
         self.store = store
@@ -99,9 +100,10 @@ class OutboxDelivery:
         if room <= 0:
             return 0
         now = self.clock()
-        rows = [r for r in self.store.due_outbox(now, limit=min(self.batch, room) + len(self._inflight_ids),
-                                                 kinds=UPLINK_KINDS)
-                if r.id not in self._inflight_ids][:room]
+        # In-flight rows are leased (next_attempt in the future), so this returns only rows
+        # not yet sent: no re-reading of what waits for a PUBACK.
+        rows = [r for r in self.store.due_outbox(now, limit=min(self.batch, room), kinds=UPLINK_KINDS)
+                if r.id not in self._inflight_ids]
         if not rows:
             return 0
         if mode == "mqtt":
@@ -122,8 +124,28 @@ class OutboxDelivery:
             self.inflight[mid] = _InFlight(row.id, now, row.attempts)
             self._inflight_ids.add(row.id)
             sent += 1
+        self._lease([r.id for r in rows[:sent]], now + self.ack_timeout_s)
         self.stats.published += sent
         return sent
+
+    def _lease(self, ids: list[str], until: float) -> None:
+        """Mark rows as waiting for their PUBACK: not due again until ``until`` (when they
+        are re-sent if no PUBACK came). ``last_error`` says so, for technicians."""
+        if not ids:
+            return
+        with self.store.transaction():
+            self.store.db.conn.executemany(
+                "UPDATE outbox SET next_attempt = ?, last_error = ? WHERE id = ? AND delivered IS NULL",
+                [(until, LEASE_MARK, i) for i in ids],
+            )
+
+    def release_leases(self) -> int:
+        """At start-up: rows a previous run was waiting on (it crashed) are due again now."""
+        with self.store.transaction():
+            cur = self.store.db.execute(
+                "UPDATE outbox SET next_attempt = 0, last_error = NULL"
+                " WHERE delivered IS NULL AND last_error = ?", (LEASE_MARK,))
+            return cur.rowcount
 
     def _send_https(self, rows) -> int:
         assert self.https is not None

@@ -17,8 +17,12 @@ log = logging.getLogger(__name__)
 def device_alarm(device: dict, cfg: AlarmsSection, now: float) -> str | None:
     """The alarm a device should be in now, or None."""
     hb_at = device.get("heartbeat_at")
-    if hb_at is None or now - hb_at > cfg.heartbeat_stale_s:
+    # A device seen (a record, a status) but not yet heard as a heartbeat gets the same grace.
+    ref = hb_at if hb_at is not None else device.get("last_seen")
+    if ref is None or now - ref > cfg.heartbeat_stale_s:
         return "heartbeat_stopped"
+    if hb_at is None:
+        return None
     hb = device.get("heartbeat") or {}
     outbox = hb.get("outbox") if isinstance(hb.get("outbox"), dict) else hb
     age = outbox.get("oldest_undelivered_age_s")

@@ -33,7 +33,12 @@ class MqttClientSection(_S):
     ca_file: Path = Field(description="Site CA certificate")
     cert_file: Path = Field(description="This connector's client certificate (CN = name)")
     key_file: Path = Field(description="This connector's client key")
-    share_group: str = Field("hr", description="Shared subscription group; connectors in one group share the load")
+    share_group: str = Field(
+        "hr",
+        pattern=r"^[A-Za-z0-9_.\-]*$",
+        description='Shared subscription group; connectors in one group share the load. "" = a plain '
+        "subscription (one connector; survives a mosquitto restart while the connector is down)",
+    )
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive")
     session_expiry_s: int = Field(7 * 86400, ge=0, description="Broker keeps our queue this long while we are down")
 

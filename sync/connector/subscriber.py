@@ -30,7 +30,11 @@ class Subscriber:
         self.cfg = cfg
         self.ingest = ingest
         self.max_record_bytes = max_record_bytes
-        self.topic = f"$share/{cfg.share_group}/kiosk/v1/+/+/up/#"
+        # Shared: connectors in one group split the load. Plain (share_group ""): one
+        # connector, but the subscription survives a broker restart while it is offline
+        # (mosquitto 2.0 does not persist shared subscriptions; see docs/broker.md).
+        self.topic = (f"$share/{cfg.share_group}/kiosk/v1/+/+/up/#" if cfg.share_group
+                      else "kiosk/v1/+/+/up/#")
         self._queue: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue()
         self._stop = ingest.stop
         self.connected = threading.Event()

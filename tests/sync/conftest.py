@@ -136,6 +136,14 @@ def hr_settings(tmp_path, site_pki, broker_port, https_port, hr_key_path) -> Con
 
 
 @pytest.fixture
+def hr_settings_plain(tmp_path, site_pki, broker_port, https_port, hr_key_path) -> ConnectorSettings:
+    """A connector on a plain (non-shared) persistent subscription: the configuration that
+    survives a mosquitto restart while no connector is connected (docs/broker.md)."""
+    return connector_config(tmp_path, site_pki, broker_port, https_port, hr_key_path,
+                            mqtt={"share_group": ""})
+
+
+@pytest.fixture
 def connector(hr_settings) -> Iterator[Connector]:
     c = Connector(hr_settings).start()
     try:

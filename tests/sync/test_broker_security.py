@@ -103,7 +103,7 @@ def test_connector_identity_reads_all_devices(broker, site_pki, cn):
     conn.loop_start()
     wait_for(lambda: granted, 5, what="SUBACK")
     assert granted == ["Granted QoS 1"]
-    other = _client(broker, site_pki.ca.cert, getattr(site_pki, "other"), cn)
+    other = _client(broker, site_pki.ca.cert, site_pki.other, cn)
     other.connect(broker.host, broker.port)
     other.loop_start()
     wait_for(other.is_connected, 5)

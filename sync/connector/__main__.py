@@ -142,7 +142,7 @@ def cmd_command(args) -> int:
 def cmd_signing_key(args) -> int:
     from sync.signing import generate_signing_key
 
-    pub = Path(str(args.out) + ".pub")
+    pub = Path(args.out).with_suffix(".pub")
     generate_signing_key(args.out, pub)
     print(f"wrote {args.out} (0600) and {pub}; give devices the .pub (it is in enrolment bundles)")
     return 0
@@ -281,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("devices", help="list devices: status, last heartbeat, outbox, alarms")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_devices)
+
+    s = sub.add_parser("example-config", help="print a commented example config")
+    s.set_defaults(func=lambda a: print(
+        (Path(__file__).with_name("example-config.toml")).read_text(encoding="utf-8"), end="") or 0)
 
     s = sub.add_parser("signing-key", help="create the Ed25519 key that signs downlink messages")
     s.add_argument("out", type=Path)

@@ -85,3 +85,14 @@ def test_once_without_a_broker_keeps_everything(sync_config_file, sync_settings)
     assert summary["outbox_depth"] == 6 and summary["delivered"] == 0
     assert store.outbox_stats(0)["depth"] == 6
     store.close()
+
+
+def test_example_connector_config_is_valid(tmp_path):
+    r = _run("interview-hr", "example-config")
+    assert r.returncode == 0
+    cfg = tmp_path / "hr.toml"
+    cfg.write_text(r.stdout, encoding="utf-8")
+    from sync.connector.settings import load_connector_settings
+
+    s = load_connector_settings(cfg)
+    assert s.mqtt.share_group == "hr" and s.webhook.url.startswith("https://")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -80,8 +81,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.demo:
         from kiosk.demo import run_demo
 
-        return run_demo(Path(args.out), headless=args.headless)
-    return run(args)
+        code = run_demo(Path(args.out), headless=args.headless)
+    else:
+        code = run(args)
+    _exit(code)
+    return code
+
+
+def _exit(code: int) -> None:
+    """Leave without the interpreter's final garbage collection: everything is closed and
+    flushed by now, and tearing down Qt, OpenCV and mediapipe objects in arbitrary order at
+    exit can crash (seen: "none_dealloc" abort after a complete demo), which would turn a
+    good run into a failed `make demo` or a systemd restart loop."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 if __name__ == "__main__":

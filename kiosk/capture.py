@@ -43,6 +43,9 @@ class _Answer:
     video: EncryptedMediaWriter | None
     audio: EncryptedMediaWriter | None
     analyzer: object | None
+    # The analyzer may still be loading its model when recording starts: audio waits here.
+    analyzer_ready: threading.Event = field(default_factory=threading.Event)
+    backlog: list = field(default_factory=list)
     last_video_ts: float = 0.0
     frames: int = 0
     chunks: int = 0
@@ -108,6 +111,7 @@ class CapturePipeline:
         self.faces = 0
         self.partial_text = ""
         self._answer: _Answer | None = None
+        self._finishing: _Answer | None = None   # ended, its analysis still being finished
         self._lock = threading.Lock()
         self._latest_frame = None
         self._last_preview = 0.0
@@ -162,7 +166,6 @@ class CapturePipeline:
     def begin_answer(self, session_id: str, key: str, *args) -> str:
         """Start recording (and analysing) an answer; returns its answer id."""
         self.abort_answer()
-        analyzer = self._take_analyzer(key, *args)
         answer_id = str(uuid.uuid4())
         folder = self.media_dir / session_id
         meta_v = {"codec": "jpeg", "fps": RECORD_FPS}
@@ -170,11 +173,20 @@ class CapturePipeline:
         ans = _Answer(answer_id, time.monotonic(),
                       EncryptedMediaWriter(folder / f"{answer_id}.video.ikm", self.media_key, "video", meta_v),
                       EncryptedMediaWriter(folder / f"{answer_id}.audio.ikm", self.media_key, "audio", meta_a),
-                      analyzer)
+                      None)
         self.partial_text = ""
         with self._lock:
             self._answer = ans
+        # Never wait for a model on the caller's (GUI) thread: attach the analyzer when ready.
+        threading.Thread(target=self._attach_analyzer, args=(ans, key, *args),
+                         name="analyzer-attach", daemon=True).start()
         return answer_id
+
+    def _attach_analyzer(self, ans: _Answer, key: str, *args) -> None:
+        analyzer = self._take_analyzer(key, *args)
+        with self._lock:
+            ans.analyzer = analyzer
+        ans.analyzer_ready.set()
 
     def _take_analyzer(self, key: str, *args):
         if self.analyzer_factory is None:
@@ -215,6 +227,7 @@ class CapturePipeline:
         return self._answer is not None
 
     def _finish(self, ans: _Answer) -> None:
+        self._finishing = ans
         duration = time.monotonic() - ans.started
         media: list[dict] = []
         try:
@@ -225,6 +238,10 @@ class CapturePipeline:
             infos: list[MediaInfo] = [w.close() for w in (ans.video, ans.audio) if w is not None]
             media = [dict(i.as_dict(), answer_id=ans.answer_id) for i in infos]
             transcript, analysis = "", {}
+            ans.analyzer_ready.wait(20)
+            t_end = time.monotonic() + 5.0
+            while ans.backlog and time.monotonic() < t_end:
+                time.sleep(0.01)   # the analysis thread feeds what waited for the model
             if ans.analyzer is not None:
                 with self._lock:  # the analysis thread may still be inside feed_*
                     transcript, analysis = ans.analyzer.finish()
@@ -232,8 +249,10 @@ class CapturePipeline:
             analysis.setdefault("capture", {})
             analysis["capture"].update({"frames_recorded": ans.frames, "audio_chunks": ans.chunks,
                                         "dropped_frames": sum(w.dropped for w in (ans.video, ans.audio) if w)})
+            self._finishing = None
             self.on_answer(AnswerResult(transcript or "", analysis, media, round(duration, 2)))
         except Exception as exc:
+            self._finishing = None
             log.exception("finishing an answer failed")
             self.on_answer_error(f"{type(exc).__name__}: {exc}")
 
@@ -276,13 +295,28 @@ class CapturePipeline:
             # Audio first: speech recognition must see every chunk, in order.
             try:
                 ans, chunk = self._audio_q.get(timeout=0.02)
-                if ans.analyzer is not None:
+                if not ans.analyzer_ready.is_set():
+                    ans.backlog.append(chunk)
+                elif ans.analyzer is not None:
                     with self._lock:
+                        for old in ans.backlog:
+                            ans.analyzer.feed_audio(old)
+                        ans.backlog.clear()
                         ans.analyzer.feed_audio(chunk)
                         self.partial_text = ans.analyzer.partial_text() or self.partial_text
+                else:
+                    ans.backlog.clear()
                 continue_after_audio = not self._audio_q.empty()
             except queue.Empty:
                 continue_after_audio = False
+                ans = self._answer or self._finishing
+                if ans is not None and ans.backlog and ans.analyzer_ready.is_set():
+                    # The model arrived after the speaker stopped: feed what waited, in order.
+                    with self._lock:
+                        if ans.analyzer is not None:
+                            for old in ans.backlog:
+                                ans.analyzer.feed_audio(old)
+                        ans.backlog.clear()
             except Exception:
                 log.exception("live analysis of audio failed")
                 continue_after_audio = False

@@ -311,3 +311,21 @@ def test_retention_run_deletes_delivered_sessions_past_retention_only(kp: Runner
         actions = [r[0] for r in store.db.execute("SELECT action FROM audit ORDER BY seq")]
     assert left == ["new"]
     assert actions[-1] == "retention.purge"
+
+
+def test_files_root_creates_are_handed_to_the_service_user(kp: Runner, device_paths: Device) -> None:
+    """The package makes the data directory the kiosk user's; the technician runs the CLI
+    with sudo. Whatever root creates there must end up the kiosk user's, or the services
+    would be locked out of their own keys and store."""
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create files owned by another user")
+    service_uid = 4242
+    device_paths.data_dir.mkdir(parents=True)
+    os.chown(device_paths.data_dir, service_uid, service_uid)
+    assert kp("init", "--data-dir", str(device_paths.data_dir)).returncode == OK
+    assert kp("bank", "import", str(EXAMPLES / "question_bank.json")).returncode == OK
+    owners = {p.relative_to(device_paths.data_dir): p.lstat().st_uid for p in device_paths.data_dir.rglob("*")}
+    assert owners and all(uid == service_uid for uid in owners.values()), owners
+    assert stat.S_IMODE((device_paths.key_dir / "master.key").stat().st_mode) == 0o600

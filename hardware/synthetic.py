@@ -18,8 +18,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-# espeak-ng voice per language of the interview (the job's language).
-VOICES = {"en": "en-us", "zh": "cmn", "ko": "ko"}
+# espeak-ng voice per language of the interview (the job's language). The Klatt variant of
+# the US voice is the one pocketsphinx's bundled model transcribes best (measured: mean WER
+# 0.27 against 0.57 for the default variant on the same answers).
+VOICES = {"en": "en-us+klatt", "zh": "cmn", "ko": "ko"}
+# A real microphone never delivers digital silence; recognizers' feature normalisation
+# misbehaves on exact zeros. Gaussian noise of this RMS (about -61 dBFS) is mixed in.
+NOISE_FLOOR_RMS = 30.0
 SEGMENTS = ("present", "away", "absent", "two_faces", "dark")
 AWAY_YAW_DEG = 40.0  # how far the head is turned in "away" segments
 
@@ -49,11 +54,13 @@ def speak(
     out_wav: str | Path,
     *,
     speed_wpm: int = 150,
-    pad_s: float = 0.3,
+    pad_s: float = 0.5,
+    noise_rms: float = NOISE_FLOOR_RMS,
 ) -> Path:
     """Speak `text` in `lang` ("en", "zh", "ko") into a 16 kHz mono int16 WAV.
 
-    `pad_s` seconds of silence go before and after, as a person pauses before answering."""
+    `pad_s` seconds of quiet go before and after, as a person pauses before answering; a
+    room-like noise floor of `noise_rms` (seeded by the text: same text, same file) is mixed in."""
     if lang not in VOICES:
         raise ValueError(f"speak: unsupported language {lang!r}; expected one of {sorted(VOICES)}")
     out = Path(out_wav)
@@ -77,6 +84,17 @@ def speak(
         if pad_s > 0:
             cmd += ["pad", f"{pad_s}", f"{pad_s}"]
         _run(cmd)
+    if noise_rms > 0:
+        import wave
+
+        pcm = read_wav(out).astype(np.float32)
+        seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
+        pcm += np.random.default_rng(seed).normal(0.0, noise_rms, pcm.shape)
+        with wave.open(str(out), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(16000)
+            w.writeframes(np.clip(np.round(pcm), -32768, 32767).astype(np.int16).tobytes())
     return out
 
 

@@ -57,6 +57,7 @@ class Transcript:
     keyword_hits: list[Word] = field(default_factory=list)
     grammar: list[str] = field(default_factory=list)  # phrases the recognizer could be biased to
     grammar_dropped: list[str] = field(default_factory=list)  # rubric phrases the model can't spell
+    bias_note: str = ""  # why a grammar was not used, when one was asked for
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -93,6 +94,7 @@ class Transcript:
             keyword_hits=words(d.get("keyword_hits")),
             grammar=list(d.get("grammar") or []),
             grammar_dropped=list(d.get("grammar_dropped") or []),
+            bias_note=str(d.get("bias_note", "")),
         )
 
 
@@ -247,8 +249,18 @@ class VoskRecognizer:
         self._words, self._hits, self._partial, self._samples = [], [], "", 0
         self._grammar, self._dropped = [], []
         self._kw = None
-        if grammar and self.bias != "off":
+        self._note = ""
+        if grammar and self.bias == "off":
+            self._note = "keyword biasing is off"
+        elif grammar:
             self._grammar, self._dropped = self.grammar_phrases(grammar)
+            if not self._grammar:
+                self._note = "the model cannot spell any rubric phrase"
+            elif self.bias == "dual" and not self.in_vocabulary("[unk]"):
+                # Without [unk] a grammar pass forces every sound into some keyword: its hits
+                # would be noise, so this model gets no keyword pass.
+                self._note = f"model {self.model} has no [unk] word; keyword pass not run"
+                self._grammar = []
         spec = None
         if self._grammar:
             # [unk] absorbs everything else; models without it in their vocabulary ignore it.
@@ -306,6 +318,7 @@ class VoskRecognizer:
             keyword_hits=hits,
             grammar=list(self._grammar),
             grammar_dropped=list(self._dropped),
+            bias_note=self._note,
         )
         self._main = self._kw = None
         return t
@@ -346,6 +359,7 @@ class PocketsphinxRecognizer:
         self.pause_s = pause_s
         self.prime_s = prime_s
         self._in_utt = False
+        self._note = ""
         self._reset()
 
     def _reset(self) -> None:
@@ -368,6 +382,7 @@ class PocketsphinxRecognizer:
             self._in_utt = False
         self._reset()
         self._started = True
+        self._note = "pocketsphinx has no runtime keyword grammar" if grammar else ""
 
     def _close_utt(self) -> None:
         d = self._decoder
@@ -469,6 +484,7 @@ class PocketsphinxRecognizer:
             biased=False,
             language=self.language,
             duration_s=round(self._samples / SAMPLERATE, 3),
+            bias_note=self._note,
         )
         self._started = False
         return t

@@ -53,6 +53,8 @@ class Connector:
             self.endpoint = Endpoint(settings.https, self.ingest,
                                      Path(settings.connector.data_dir) / "clips", clip_key(key))
         self.alarms = AlarmWatch(self.ingest, settings.alarms, time.time)
+        self.relay = None
+        self._command_version = 0
 
     def start(self) -> Connector:
         if self.endpoint is not None:
@@ -61,10 +63,37 @@ class Connector:
         if self.subscriber is not None:
             self.subscriber.start()
         self.alarms.start()
+        if self.settings.relay is not None:
+            from sync.wecom.callback import relay_server
+
+            r = self.settings.relay
+            self.relay = relay_server(self.publish_command, redirect_uri=r.redirect_uri,
+                                      host=r.listen_host, port=r.port, certfile=r.cert_file,
+                                      keyfile=r.key_file).start()
+            log.info("WeCom sign-in relay on %s", self.relay.url)
         return self
+
+    def publish_command(self, device_id: str, command: dict) -> None:
+        """Sign ``command`` and publish it on the device's ``down/command`` (QoS 1, not
+        retained) over the connector's own MQTT session."""
+        from sync.connector.publish import down_topic, make_envelope
+        from sync.signing import load_private_key
+
+        if self.subscriber is None or self.settings.signing.private_key_file is None:
+            raise RuntimeError("publishing a command needs [mqtt] and [signing] private_key_file")
+        key = load_private_key(self.settings.signing.private_key_file)
+        # Versions must grow per device; milliseconds, bumped if two land in the same one.
+        self._command_version = max(self._command_version + 1, int(time.time() * 1000))
+        tenant = self.settings.signing.tenant
+        env = make_envelope(key, kind="command", tenant=tenant, version=self._command_version,
+                            payload=command, device_id=device_id, validity_s=600)
+        self.subscriber.client.publish(down_topic(tenant, device_id, "command"),
+                                       env.model_dump_json(), qos=1)
 
     def stop(self) -> None:
         self.stop_event.set()
+        if self.relay is not None:
+            self.relay.stop()
         if self.subscriber is not None:
             self.subscriber.stop()
         if self.endpoint is not None:

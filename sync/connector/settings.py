@@ -84,6 +84,17 @@ class EnrolSection(_S):
     cert_days: int = Field(825, gt=0, description="Device certificate lifetime")
 
 
+class RelaySection(_S):
+    """WeCom sign-in relay: where phones cannot reach the kiosks, WeCom redirects here and
+    the connector forwards code+state to the kiosk as a signed ``down/command``."""
+
+    redirect_uri: str = Field(description="The WeCom app's redirect URI (served here)")
+    listen_host: str = Field("0.0.0.0", description="Address to listen on")
+    port: int = Field(8444, ge=0, le=65535, description="Port (0 = any free port)")
+    cert_file: Path | None = Field(None, description="TLS certificate (HTTPS when set)")
+    key_file: Path | None = Field(None, description="TLS key")
+
+
 class ConnectorSettings(_S):
     connector: ConnectorSection = ConnectorSection()
     mqtt: MqttClientSection | None = None
@@ -92,6 +103,7 @@ class ConnectorSettings(_S):
     signing: SigningSection = SigningSection()
     alarms: AlarmsSection = AlarmsSection()
     enrol: EnrolSection = EnrolSection()
+    relay: RelaySection | None = None
 
     @property
     def db_url(self) -> str:

@@ -96,3 +96,33 @@ def test_example_connector_config_is_valid(tmp_path):
 
     s = load_connector_settings(cfg)
     assert s.mqtt.share_group == "hr" and s.webhook.url.startswith("https://")
+
+
+def test_interview_hr_serve_runs_as_a_process(hr_settings, hr_config_file, sync_settings,
+                                              broker_on_port, tmp_path):
+    """`interview-hr serve` as IT runs it: receives over HTTPS, stops cleanly on SIGTERM."""
+    import signal
+
+    from sync.connector.service import open_db
+    from sync.https import HttpsUplink
+    from tests.sync.conftest import wait_for
+
+    broker = broker_on_port()
+    broker.start()
+    cfg = hr_config_file(hr_settings)
+    p = subprocess.Popen([str(BIN / "interview-hr"), "--config", str(cfg), "serve"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        while "serving" not in (line := p.stdout.readline()):
+            assert line, "interview-hr serve exited before serving"
+        up = HttpsUplink(sync_settings())
+        up.post_record("event", b'{"id": "e-1", "session_id": "s-1", "type": "started"}',
+                       msg_id="e-1", created=None)
+        up.close()
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(20) == 0
+        p.stdout.close()
+    db, _ = open_db(hr_settings)
+    wait_for(lambda: db.count_messages("event") == 1, 5)
+    db.close()

@@ -221,3 +221,30 @@ def test_enrol_device_bundle_verifies(hr_settings, hr_config_file, site_pki, hr_
                   "--out", str(tmp_path / "b2.json"), "--ca-cert", str(site_pki.ca.cert),
                   "--ca-key", str(site_pki.ca.key), "--mqtt-host", "m"])
     assert rc == 2 and not (tmp_path / "b2.json").exists()
+
+
+def test_wecom_relay_reaches_the_device_as_a_signed_command(
+        sync_settings, broker_on_port, tmp_path, site_pki, broker_port, https_port, hr_key_path):
+    """Phones reach the connector, not the kiosk: the connector's relay turns WeCom's
+    redirect into a signed down/command the kiosk's downlink accepts."""
+    import httpx
+
+    from device.signin import state_for
+
+    broker = broker_on_port()
+    broker.start()
+    hr = connector_config(tmp_path, site_pki, broker_port, https_port, hr_key_path,
+                          relay={"redirect_uri": "https://hr.example/wecom/callback",
+                                 "listen_host": "127.0.0.1", "port": 0})
+    settings = sync_settings()
+    with Connector(hr) as conn, DaemonThread(settings) as d:
+        got: list[dict] = []
+        d.daemon.cache.register_command("wecom_signin", got.append)
+        assert conn.subscriber.subscribed.wait(10)
+        wait_for(d.daemon.link.connected.is_set, 10)
+        state = state_for(DEVICE)
+        r = httpx.get(f"http://127.0.0.1:{conn.relay.port}/wecom/callback",
+                      params={"code": "CODE123", "state": state})
+        assert r.status_code == 200
+        wait_for(lambda: got, 10, what="relayed command applied")
+    assert got == [{"type": "wecom_signin", "device_id": DEVICE, "code": "CODE123", "state": state}]

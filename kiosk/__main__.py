@@ -63,9 +63,10 @@ def run(args: argparse.Namespace) -> int:
     if settings.kiosk.fullscreen and not args.windowed and screen is not None:
         # Without a window manager (eglfs, bare X) the geometry must be set before full screen.
         window.setGeometry(screen.geometry())
+        window.setFixedSize(screen.geometry().size())   # content never resizes the kiosk
         window.showFullScreen()
     else:
-        window.resize(1280, 800)
+        window.setFixedSize(1280, 800)
         window.show()
     window.start()
     code = app.exec()

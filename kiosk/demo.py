@@ -326,7 +326,7 @@ def run_demo(out: Path, *, headless: bool, assets_dir: Path | None = None,
     camera = FileCamera(assets.video, pace="real", loop=True)
     mic = FileMic(None, pace="real")
     machine, pipeline, window = build_kiosk(settings, store, camera, mic, lang="zh")
-    window.resize(1280, 800)
+    window.setFixedSize(1280, 800)   # a 1280x800 terminal; content never resizes it
     result = {"ok": False}
 
     def finished(ok: bool) -> None:

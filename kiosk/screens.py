@@ -89,9 +89,9 @@ class Screen(QWidget):
         layouts do not carry height-for-width through nested columns, so long English lines
         would be clipped)."""
         for lab in self.findChildren(QLabel):
-            if lab.wordWrap() and lab.width() > 50:
-                need = lab.heightForWidth(lab.width())
-                if need > 0 and need != lab.minimumHeight():
+            if lab.wordWrap() and lab.isVisibleTo(self) and lab.width() > 50:
+                need = max(0, lab.heightForWidth(lab.width()))
+                if need != lab.minimumHeight():   # shrinks too: widths settle after a pass
                     lab.setMinimumHeight(need)
 
     def resizeEvent(self, event) -> None:
@@ -661,23 +661,29 @@ class QuestionScreen(Screen):
         mode = self.mode
         self.phase.setText({"prepare": tr("q_prepare", lang), "answer": tr("q_answer", lang),
                             "saving": tr("q_saving", lang), "review": tr("q_review_title", lang)}.get(mode, ""))
-        self.status_icon.setVisible(mode in ("saving", "review"))
         self.status_icon.set_kind("spinner" if mode == "saving" else "ok")
         self.rec.setText(tr("q_recording", lang))
-        self.rec.setVisible(mode == "answer")
         self.hint.setText(tr("q_prepare_hint", lang) if mode == "prepare" else "")
-        self.hint.setVisible(mode == "prepare")
         left = getattr(view, "retakes_left", 0) or 0
         self.retake.setText(tr("q_retake", lang, n=left))
         self.start.setText(tr("q_start", lang))
         self.done.setText(tr("q_done", lang))
         last = i >= n
         self.next.setText(tr("q_finish" if last else "q_next", lang))
-        self.start.setVisible(mode == "prepare")
-        self.done.setVisible(mode == "answer")
-        self.retake.setVisible(mode == "review" and left > 0)
-        self.next.setVisible(mode == "review")
-        self.ring.setVisible(mode in ("prepare", "answer"))
+        visible = {
+            self.status_icon: mode in ("saving", "review"), self.rec: mode == "answer",
+            self.hint: mode == "prepare", self.start: mode == "prepare",
+            self.done: mode == "answer", self.retake: mode == "review" and left > 0,
+            self.next: mode == "review", self.ring: mode in ("prepare", "answer"),
+        }
+        # Hide before showing: a moment with both phases' widgets visible would grow the
+        # window (top-level windows grow to fit their content and never shrink back).
+        for w, on in visible.items():
+            if not on:
+                w.hide()
+        for w, on in visible.items():
+            if on:
+                w.show()
         if q is not None:
             self.total_s = float(q.preparation_s if mode == "prepare" else q.answer_s) or 1.0
         self.tick(view)

@@ -464,6 +464,8 @@ class KioskWindow(QWidget):
         screen.refresh(view, self.lang)
         if self.stack.currentWidget() is not screen:
             self.stack.setCurrentWidget(screen)
+            # After the new screen is laid out at its real width, size its wrapped text.
+            QTimer.singleShot(0, screen.fit_text)
         screen.fit_text()
         self.header.lang.setText(tr("switch_lang", self.lang))
         self.header.help.setText(tr("help", self.lang))

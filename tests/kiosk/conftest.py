@@ -132,7 +132,7 @@ def make_kiosk(qtbot, make_settings, store, tmp_path, media, request):
         clock = Clock()
         machine, pipeline, window = build_kiosk(settings, store, camera, mic, clock=clock, lang="zh")
         qtbot.addWidget(window)
-        window.resize(1280, 800)
+        window.setFixedSize(1280, 800)
         window.show()
         window.start()
         k = Kiosk(window, machine, pipeline, camera, mic, settings, store, code, clock,

@@ -229,10 +229,10 @@ class VoskRecognizer:
         if not phrase:
             return None
         if re.search(r"[\u3400-\u9fff]", phrase):
-            import jieba
+            from analysis.scoring import _jieba
 
             parts: list[str] = []
-            for tok in jieba.lcut(phrase.replace(" ", "")):
+            for tok in _jieba().lcut(phrase.replace(" ", "")):
                 if self.in_vocabulary(tok):
                     parts.append(tok)
                 elif all(self.in_vocabulary(ch) for ch in tok):

@@ -9,6 +9,7 @@ It never decides the interview's course; SessionMachine does.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -128,6 +129,25 @@ class StallMonitor(QObject):
         self._clock.start()
         self._last = 0
         self._timer.start(self.interval_ms)
+        if os.environ.get("KIOSK_STALL_TRACE"):
+            # Diagnostics: print what the GUI thread is doing when it is late.
+            self._gui_ident = threading.get_ident()
+            threading.Thread(target=self._trace, name="stall-trace", daemon=True).start()
+
+    def _trace(self) -> None:
+        import sys
+        import traceback
+
+        reported = -1
+        while True:
+            time.sleep(0.01)
+            late = self._clock.elapsed() - self._last
+            if late > 45 and self._last != reported:
+                reported = self._last
+                frame = sys._current_frames().get(self._gui_ident)
+                if frame is not None:
+                    stack = "".join(traceback.format_stack(frame, limit=12))
+                    log.warning("GUI thread late %d ms in %s:\n%s", late, self.label(), stack)
 
     def reset(self) -> None:
         self.max_stall_ms = 0.0

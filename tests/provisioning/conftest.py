@@ -22,6 +22,7 @@ from sync.signing import generate_signing_key, load_private_key
 
 KIOSK_PROVISION = Path(sys.executable).parent / "kiosk-provision"
 DEVICE_ID = "kiosk-prov-01"
+TEST_FPS = 15
 TENANT = "acme"
 
 
@@ -94,6 +95,10 @@ def device(kp: Runner, device_paths: Device) -> Device:
     proc = kp("init", "--config", str(device_paths.config), "--data-dir",
               str(device_paths.data_dir), "--device-id", DEVICE_ID)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    from provisioning.configfile import update_config
+
+    # The test videos play at 15 fps: half the decoding of 30 on a loaded CI machine.
+    update_config(device_paths.config, {"kiosk.camera": {"fps": TEST_FPS}})
     return device_paths
 
 

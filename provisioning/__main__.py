@@ -188,8 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = int(ExitCode.INTERNAL)
     finally:
         ctx.close()
-    if ctx._settings is not None:
-        hand_over(ctx._settings.paths.data_dir)
+    if ctx.loaded_settings is not None:
+        hand_over(ctx.loaded_settings.paths.data_dir)
     return code
 
 

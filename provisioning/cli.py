@@ -134,6 +134,11 @@ class Context:
                 raise CliError(ExitCode.USAGE, str(e)) from None
         return self._settings
 
+    @property
+    def loaded_settings(self) -> Settings | None:
+        """The settings if this command got as far as loading them."""
+        return self._settings
+
     def reload_settings(self) -> Settings:
         self._settings = None
         return self.settings()

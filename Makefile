@@ -7,7 +7,7 @@ APT_PACKAGES := mosquitto libportaudio2 espeak-ng sox libegl1 libgl1 libxkbcommo
 	libxcb-cursor0 libdbus-1-3 fontconfig fonts-wqy-microhei xvfb libxcb-icccm4 \
 	libxcb-keysyms1 openssl systemd
 
-.PHONY: deps venv demo test bench lint image clean
+.PHONY: deps venv demo test bench lint image image-test clean
 
 deps: .stamp-apt venv
 
@@ -43,6 +43,10 @@ lint: venv
 
 image: deps
 	./build_image.sh
+
+# The package's own test (CI runs it as a separate step after `make test`).
+image-test: image
+	QT_QPA_PLATFORM=offscreen $(VENV)/bin/python -m pytest -q tests/provisioning/test_image.py
 
 clean:
 	rm -rf var build dist .stamp-apt

@@ -216,7 +216,9 @@ class SoundDeviceMic(_MeteredMic):
 
     def start(self) -> None:
         if self._stream is not None:
-            return
+            if self._failed is None:
+                return
+            self.stop()  # reopening a lost device: start from scratch
         import sounddevice as sd
 
         device = int(self.device) if isinstance(self.device, str) and self.device.isdigit() else self.device

@@ -137,6 +137,23 @@ class CapturePipeline:
         self._thread = threading.Thread(target=self._analysis_loop, name="analysis", daemon=True)
         self._thread.start()
 
+    def restart_dead_sources(self) -> None:
+        """Reopen a camera or microphone that was lost (replugged, driver recovered); runs
+        on its own thread because opening a device can take seconds. A source that fails
+        again is reported again."""
+        def work() -> None:
+            for comp, src in (("camera", self.camera), ("microphone", self.mic)):
+                if src.alive:
+                    continue
+                self._hw_reported.discard(comp)
+                try:
+                    src.start()
+                    log.info("%s reopened", comp)
+                except Exception as exc:
+                    self._hardware(comp, str(exc))
+
+        threading.Thread(target=work, name="reopen-sources", daemon=True).start()
+
     def stop(self) -> None:
         self.abort_answer()
         self._stop.set()

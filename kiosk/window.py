@@ -434,6 +434,8 @@ class KioskWindow(QWidget):
         if state == S.IDLE:
             self.idle.show_qr_page()
             self._refresh_qr(force=True)
+            if p is not None and previous is not None and not (p.camera.alive and p.mic.alive):
+                p.restart_dead_sources()   # after a failure screen: try the devices again
         elif state == S.DEVICE_CHECK:
             self._run_selftest()
         elif state == S.PREPARE:

@@ -167,6 +167,12 @@ def test_camera_unplugged_mid_answer_fails_and_keeps_earlier_answers(make_kiosk,
     assert kinds == ["audio", "video"]  # the interrupted answer's partial files are gone
     assert "hardware_failed" in _notify_types(k.store)
     assert not k.pipeline.recording
+    # Back at the start screen the kiosk tries the camera again (replugged).
+    from device.session import Reset
+
+    k.window._send(Reset())
+    k.wait_state("idle")
+    k.qtbot.waitUntil(lambda: k.camera.alive, timeout=5000)
 
 
 def test_technician_pin_locks_after_five_wrong_tries_and_shortcuts_are_ignored(make_kiosk):

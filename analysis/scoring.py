@@ -358,11 +358,26 @@ def star_parts(transcript: Transcript, language: str) -> dict[str, dict[str, str
             padded = f" {norm} "
             for cue in cues[lang]:
                 if (cue in norm) if lang == "zh" else (f" {cue} " in padded):
-                    found[part] = {"cue": cue, "sentence": s}
+                    found[part] = {"cue": cue, "sentence": _around(norm, cue, lang)}
                     break
             if found[part]:
                 break
     return found
+
+
+def _around(sentence: str, cue: str, lang: str) -> str:
+    """The part of a long unpunctuated sentence around a cue: what HR needs to see."""
+    if lang == "zh":
+        i = sentence.find(cue)
+        lo, hi = max(0, i - 8), min(len(sentence), i + len(cue) + 30)
+        return ("…" if lo else "") + sentence[lo:hi] + ("…" if hi < len(sentence) else "")
+    words = sentence.split()
+    cw = cue.split()
+    for i in range(len(words) - len(cw) + 1):
+        if words[i : i + len(cw)] == cw:
+            lo, hi = max(0, i - 4), min(len(words), i + len(cw) + 16)
+            return ("… " if lo else "") + " ".join(words[lo:hi]) + (" …" if hi < len(words) else "")
+    return sentence
 
 
 # ----------------------------------------------------------------------------- scores

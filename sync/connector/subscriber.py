@@ -93,20 +93,23 @@ class Subscriber:
             msg = self._queue.get()
             if msg is None:
                 return
-            try:
-                ok = self._handle(msg)
-            except Exception:
-                # A database error: do not ack, the broker redelivers after reconnect.
-                log.exception("storing message on %s failed; not acknowledged", msg.topic)
-                ok = False
+            delay = 0.5
+            while True:
+                try:
+                    ok = self._handle(msg)
+                except Exception:
+                    # The database failed (disk full, locked for too long): keep the message
+                    # unacknowledged and try it again; nothing behind it overtakes it.
+                    log.exception("storing message on %s failed; retrying", msg.topic)
+                    ok = False
+                if ok or self._stop.wait(delay):
+                    break
+                delay = min(delay * 2, 30.0)
             if ok:
                 self.processed += 1
                 if msg.qos > 0:
                     self.client.ack(msg.mid, msg.qos)
-            elif not self._stop.is_set():
-                # Not stored/forwarded and not retried further: force a redelivery by
-                # reconnecting (MQTT only redelivers unacked messages on a new connection).
-                self.client.reconnect()
+            # Not ok only when stopping: unacknowledged, the broker redelivers it next time.
 
     def _handle(self, msg: mqtt.MQTTMessage) -> bool:
         size = len(msg.payload)

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from paho.mqtt.client import CallbackAPIVersion
 
 from device.store import Store
@@ -248,3 +251,33 @@ def test_wecom_relay_reaches_the_device_as_a_signed_command(
         assert r.status_code == 200
         wait_for(lambda: got, 10, what="relayed command applied")
     assert got == [{"type": "wecom_signin", "device_id": DEVICE, "code": "CODE123", "state": state}]
+
+
+
+
+@hsettings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(topic=st.one_of(st.text(max_size=60), st.sampled_from([
+           "kiosk/v1/t/d/up/result", "kiosk/v1/t/d/up/event", "kiosk/v1/t/d/up/status",
+           "kiosk/v1/t/d/up/heartbeat", "kiosk/v1/t/d/up/bogus", "kiosk/v1/t/+/up/result"])),
+       body=st.one_of(st.binary(max_size=300), st.dictionaries(
+           st.sampled_from(["id", "session_id", "online", "type", "x"]),
+           st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=12)),
+           max_size=5).map(lambda d: json.dumps(d).encode())))
+def test_any_uplink_message_is_stored_once_or_rejected_with_a_reason(tmp_path_factory, topic, body):
+    from sync.connector.ingest import RejectedMessage, decode_body, parse_topic
+
+    db = ConnectorDB(f"sqlite:///{tmp_path_factory.mktemp('hyp') / 'hr.db'}", b"k" * 32)
+    ingest = Ingest(db)
+    try:
+        tenant, device, kind = parse_topic(topic)
+        payload = decode_body(body, topic)
+        res = ingest.accept(kind=kind, tenant=tenant, device_id=device, payload=payload, via="mqtt")
+    except RejectedMessage as e:
+        assert str(e)  # a reason a person can read
+        assert db.count_messages() == 0
+        return
+    assert res.ok
+    if kind in ("result", "event"):
+        again = ingest.accept(kind=kind, tenant=tenant, device_id=device, payload=payload, via="mqtt")
+        assert again.ok and not again.new and db.count_messages() == 1
+    db.close()

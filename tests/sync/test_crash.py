@@ -45,6 +45,9 @@ def test_broker_restart_and_daemon_sigkill_mid_drain_lose_nothing_duplicate_noth
         wait_for(lambda: db.count_messages() >= seen + 600, 60, 0.02, "drain resumed")
         daemon.send_signal(signal.SIGKILL)  # the daemon dies mid-drain
         daemon.wait(10)
+        # The broker published the device's last will (retained status: offline).
+        wait_for(lambda: (db.devices() or [{}])[0].get("status") == "offline", 20,
+                 what="last will")
         assert store.outbox_stats(0)["depth"] > 0, "drain finished before the kill; test proves nothing"
         daemon = _start_daemon(cfg, log)
         wait_for(lambda: store.outbox_stats(0)["depth"] == 0, 120, 0.2, "outbox drained")

@@ -59,3 +59,39 @@ def test_broker_refusal_is_not_delivery(sync_settings, broker_on_port, connector
     assert row.next_attempt > row.created
     assert_in_order_once(connector.db, ids)
     store.close()
+
+
+def test_heartbeat_reports_backlog_versions_and_rejections(sync_settings, hr_key):
+    """What the HR side and a technician watch: depth, oldest age, disk, versions, refusals."""
+    import json
+    from pathlib import Path
+
+    from device.records import HeartbeatRecord
+    from sync.cache import DownlinkRejected
+    from sync.connector.publish import bank_payload, down_topic, make_envelope
+    from sync.daemon import SyncDaemon
+
+    settings = sync_settings()
+    store = Store.open_from_settings(settings)
+    clock = [1_800_000_000.0]
+    store.clock = lambda: clock[0]
+    queue_sessions(store, settings, 2)
+    d = SyncDaemon(settings, store, clock=lambda: clock[0], start_wecom=False)
+    v, bank = bank_payload(Path(__file__).resolve().parents[2] / "examples" / "question_bank.json")
+    env = make_envelope(hr_key, kind="questionbank", tenant="default", version=v, payload=bank,
+                        device_id="kiosk-test-01", now=clock[0])
+    d.cache.handle(down_topic("default", "kiosk-test-01", "questionbank"), env.model_dump_json().encode())
+    try:
+        d.cache.handle(down_topic("default", "kiosk-test-01", "roster"), b"not json")
+    except DownlinkRejected:
+        pass
+    clock[0] += 1900
+    hb = d.heartbeat()
+    HeartbeatRecord.model_validate(hb)   # the published schema
+    assert hb["outbox_depth"] == 6
+    assert 1899 <= hb["oldest_undelivered_age_s"] <= 1901
+    assert hb["disk_free_bytes"] > 0
+    assert hb["question_bank_version"] == v and hb["roster_version"] is None
+    assert hb["downlink_rejected"] == {"malformed": 1}
+    assert json.dumps(hb)  # plain JSON
+    store.close()

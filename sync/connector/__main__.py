@@ -175,7 +175,9 @@ def cmd_devices(args) -> int:
     from rich.table import Table
 
     t = Table(title=f"{len(devices)} device(s)")
-    for col in ("tenant", "device", "status", "heartbeat", "outbox", "oldest undelivered",
+    t.add_column("tenant", no_wrap=True)
+    t.add_column("device", no_wrap=True)
+    for col in ("status", "heartbeat", "outbox", "oldest undelivered",
                 "bank/roster", "rejected downlink", "alarm"):
         t.add_column(col)
     for d in devices:
@@ -190,7 +192,8 @@ def cmd_devices(args) -> int:
             ", ".join(f"{k}={v}" for k, v in rej.items()) or "0",
             f"[red]{d['alarm']}[/red]" if d["alarm"] else "ok",
         )
-    Console().print(t)
+    # Piped into a file or mail, nothing may be cut off; on a terminal, rich fits the width.
+    (Console() if sys.stdout.isatty() else Console(width=200)).print(t)
     return 1 if any(d["alarm"] for d in devices) else 0
 
 

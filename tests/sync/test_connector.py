@@ -179,6 +179,9 @@ def test_publish_bank_reaches_device_and_forgery_shows_in_devices(
     assert hr_main(["--config", str(cfg), "devices", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert listed[0]["device_id"] == DEVICE
+    assert hr_main(["--config", str(cfg), "devices"]) == 0   # the table a person reads
+    table = capsys.readouterr().out
+    assert DEVICE in table and "offline" in table
     assert listed[0]["heartbeat"]["question_bank_version"] == v
     assert listed[0]["status"] == "offline"   # the daemon stopped: its last word was offline
 

@@ -342,20 +342,27 @@ class CapturePipeline:
             if frame is None or frame.index == last_fed_frame:
                 continue
             ans = self._answer
+            observed = None
             if ans is not None and ans.analyzer is not None and not continue_after_audio:
                 try:
                     with self._lock:
-                        ans.analyzer.feed_frame(frame)
+                        obs = ans.analyzer.feed_frame(frame)
                     last_fed_frame = frame.index
+                    observed = getattr(obs, "faces", None)
                 except Exception:
                     log.exception("live analysis of a frame failed")
-            if now >= next_presence:
+            if observed is not None or now >= next_presence:
                 next_presence = now + 1.0 / PRESENCE_HZ
-                try:
-                    self.faces = int(self.face_counter(frame.image))
-                except Exception:
-                    log.exception("face counter failed")
-                    continue
+                if observed is None:
+                    # Between answers (or when the answer's analyzer skipped this frame)
+                    # presence has its own, cheaper look; during answers it reuses the
+                    # analyzer's observation instead of running the face model twice.
+                    try:
+                        observed = int(self.face_counter(frame.image))
+                    except Exception:
+                        log.exception("face counter failed")
+                        continue
+                self.faces = int(observed)
                 self.on_faces(self.faces)
                 change = self.presence.update(self.faces, now)
                 if change and self.watch_presence:

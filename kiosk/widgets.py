@@ -33,6 +33,20 @@ from kiosk.qt import (
 )
 
 
+def _painting(draw):
+    """paintEvent with a painter that is always ended, even if drawing raises or something
+    still references the frame (a QPainter left active crashes the next paint)."""
+
+    def paintEvent(self, _event) -> None:
+        p = QPainter(self)
+        try:
+            draw(self, p)
+        finally:
+            p.end()
+
+    return paintEvent
+
+
 def label(text: str = "", name: str = "body", *, wrap: bool = True, align=None) -> QLabel:
     lab = QLabel(text)
     lab.setObjectName(name)
@@ -93,8 +107,8 @@ class QrView(QWidget):
     def sizeHint(self) -> QSize:
         return QSize(340, 340)
 
-    def paintEvent(self, _event) -> None:
-        p = QPainter(self)
+    @_painting
+    def paintEvent(self, p: QPainter) -> None:
         side = min(self.width(), self.height())
         x0 = (self.width() - side) / 2
         y0 = (self.height() - side) / 2
@@ -133,8 +147,8 @@ class CountdownRing(QWidget):
         self.color = QColor(style.DANGER if remaining <= urgent_below else style.BRAND)
         self.update()
 
-    def paintEvent(self, _event) -> None:
-        p = QPainter(self)
+    @_painting
+    def paintEvent(self, p: QPainter) -> None:
         p.setRenderHint(QPainter.Antialiasing, True)
         w = min(self.width(), self.height())
         pen_w = max(8.0, w * 0.075)
@@ -177,8 +191,8 @@ class LevelMeter(QWidget):
         self.clipping = clipping
         self.update()
 
-    def paintEvent(self, _event) -> None:
-        p = QPainter(self)
+    @_painting
+    def paintEvent(self, p: QPainter) -> None:
         p.setRenderHint(QPainter.Antialiasing, True)
         n = 24
         gap = 4
@@ -222,8 +236,8 @@ class CameraPreview(QWidget):
         self.face_ok = ok
         self.update()
 
-    def paintEvent(self, _event) -> None:
-        p = QPainter(self)
+    @_painting
+    def paintEvent(self, p: QPainter) -> None:
         p.setRenderHint(QPainter.Antialiasing, True)
         r = QRectF(self.rect())
         p.setPen(Qt.NoPen)
@@ -316,6 +330,12 @@ class Header(QFrame):
 
     def _paint_logo(self, _event) -> None:
         p = QPainter(self.logo)
+        try:
+            self._draw_logo(p)
+        finally:
+            p.end()
+
+    def _draw_logo(self, p: QPainter) -> None:
         p.setRenderHint(QPainter.Antialiasing, True)
         p.setPen(Qt.NoPen)
         p.setBrush(QColor(style.BRAND))
@@ -357,8 +377,8 @@ class Icon(QWidget):
         if self.kind == "spinner":
             self.update()
 
-    def paintEvent(self, _event) -> None:
-        p = QPainter(self)
+    @_painting
+    def paintEvent(self, p: QPainter) -> None:
         p.setRenderHint(QPainter.Antialiasing, True)
         d = min(self.width(), self.height())
         color = QColor(self.COLORS.get(self.kind, style.BRAND))

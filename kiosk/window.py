@@ -145,9 +145,9 @@ class StallMonitor(QObject):
             if late > 45 and self._last != reported:
                 reported = self._last
                 frame = sys._current_frames().get(self._gui_ident)
-                if frame is not None:
-                    stack = "".join(traceback.format_stack(frame, limit=12))
-                    log.warning("GUI thread late %d ms in %s:\n%s", late, self.label(), stack)
+                stack = "".join(traceback.format_stack(frame, limit=12)) if frame is not None else ""
+                del frame   # holding a frame keeps its locals (a QPainter) alive
+                log.warning("GUI thread late %d ms in %s:\n%s", late, self.label(), stack)
 
     def reset(self) -> None:
         self.max_stall_ms = 0.0

@@ -70,6 +70,8 @@ class OutboxDelivery:
         self.rng = rng
         self.inflight: dict[int, _InFlight] = {}
         self._inflight_ids: set[str] = set()
+        self._https_failures = 0
+        self._https_pause_until = 0.0
         self.stats = DeliveryStats()
 
     # --- transport choice -------------------------------------------------------------------
@@ -80,6 +82,8 @@ class OutboxDelivery:
             return "mqtt"
         if self.https is None:
             return None
+        if self.clock() < self._https_pause_until:
+            return None  # the HTTPS server failed just now: back off as a whole, not per row
         if self.link is None:
             return "https"
         down = self.link.down_since
@@ -157,8 +161,13 @@ class OutboxDelivery:
             except UplinkError as e:
                 self._failed(row.id, row.attempts, str(e))
                 if not e.permanent:
-                    break  # the server is unreachable: do not hammer it with the rest
+                    # The server is unreachable: pause the transport, do not try row after row.
+                    self._https_failures += 1
+                    self._https_pause_until = self.clock() + backoff_delay(
+                        self._https_failures - 1, base=1.0, cap=120.0, rng=self.rng)
+                    break
                 continue
+            self._https_failures = 0
             delivered.append(row.id)
             sent += 1
         self._mark_delivered(delivered)

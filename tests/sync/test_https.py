@@ -110,3 +110,28 @@ def test_clip_upload_resumes_after_interruption(sync_settings, connector, hr_set
     assert data[:4096] not in open(c["path"], "rb").read()
     up.close()
     store.close()
+
+
+def test_unreachable_https_server_is_backed_off_as_a_whole(sync_settings):
+    """No broker and no connector: the daemon tries HTTPS, then pauses the transport with
+    growing delays instead of trying every row (it never spins)."""
+    from sync.outbox import OutboxDelivery
+
+    settings = sync_settings(fallback_after_s=1)
+    store = Store.open_from_settings(settings)
+    queue_sessions(store, settings, 50)
+    now = [1_900_000_000.0]
+    up = HttpsUplink(settings)
+    delivery = OutboxDelivery(store, None, up, clock=lambda: now[0], rng=lambda: 0.5)
+    tries = 0
+    for _ in range(40):             # 40 polls within the same second
+        delivery.step()
+        tries = delivery.stats.failed
+    assert tries == 1               # one attempt, then the transport is paused
+    assert delivery.transport() is None
+    now[0] += 1.0
+    delivery.step()
+    assert delivery.stats.failed == 2 and delivery.transport() is None   # pause grows
+    assert store.outbox_stats(0)["depth"] == 150                          # nothing lost
+    up.close()
+    store.close()

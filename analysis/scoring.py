@@ -205,6 +205,66 @@ def pinyin_of(text: str) -> tuple[str, ...]:
 
 # ----------------------------------------------------------------------- keyword matching
 
+_INITIALS = (
+    "zh",
+    "ch",
+    "sh",
+    "b",
+    "p",
+    "m",
+    "f",
+    "d",
+    "t",
+    "n",
+    "l",
+    "g",
+    "k",
+    "h",
+    "j",
+    "q",
+    "x",
+    "r",
+    "z",
+    "c",
+    "s",
+    "y",
+    "w",
+)
+# Sounds that speakers of many dialects, and recognizers, mix up.
+_CLOSE_INITIALS = {
+    frozenset(p)
+    for p in (("z", "zh"), ("c", "ch"), ("s", "sh"), ("n", "l"), ("f", "h"), ("r", "l"))
+}
+_CLOSE_FINALS = {
+    frozenset(p)
+    for p in (
+        ("in", "ing"),
+        ("en", "eng"),
+        ("an", "ang"),
+        ("ian", "iang"),
+        ("uan", "uang"),
+        ("un", "ong"),
+    )
+}
+
+
+def _split_syllable(s: str) -> tuple[str, str]:
+    for ini in _INITIALS:
+        if s.startswith(ini) and len(s) > len(ini):
+            return ini, s[len(ini) :]
+    return "", s
+
+
+def syllables_close(a: str, b: str) -> bool:
+    """Two toneless pinyin syllables that are commonly confused (zhi/zi, qing/qin, nan/lan)."""
+    ia, fa = _split_syllable(a)
+    ib, fb = _split_syllable(b)
+    if fa == fb:
+        return frozenset((ia, ib)) in _CLOSE_INITIALS
+    if ia == ib:
+        return frozenset((fa, fb)) in _CLOSE_FINALS
+    return False
+
 
 @dataclass(frozen=True)
 class KeywordMatch:
@@ -230,17 +290,20 @@ def _match_zh(variant: str, text: str, text_py: tuple[str, ...]) -> tuple[str, s
     for i in range(len(text_py) - n + 1):
         if text_py[i : i + n] == vp:
             return "pinyin", text[i : i + n]
-    # One syllable off (two for long phrases), letters compared within syllables.
+    # Near-homophones: every syllable sounds close (zh/z, in/ing, n/l ...) and
+    # most are exact; for three syllables or more one may be plain wrong. Two-syllable words
+    # get no plain-wrong syllable: half a word is not evidence.
     if n >= 2:
-        limit = 1 if n < 5 else 2
-        target = "".join(vp)
         best: tuple[int, int] | None = None
         for i in range(len(text_py) - n + 1):
             window = text_py[i : i + n]
-            wrong = sum(a != b for a, b in zip(window, vp, strict=True))
-            if wrong <= limit and levenshtein("".join(window), target) <= max(2, len(target) // 4):
-                if best is None or wrong < best[0]:
-                    best = (wrong, i)
+            same = sum(a == b for a, b in zip(window, vp, strict=True))
+            close = sum(a != b and syllables_close(a, b) for a, b in zip(window, vp, strict=True))
+            wrong = n - same - close
+            if same * 2 >= n and same < n and wrong <= (0 if n == 2 else 1):
+                cost = close + 2 * wrong
+                if best is None or cost < best[0]:
+                    best = (cost, i)
         if best is not None:
             return "fuzzy", text[best[1] : best[1] + n]
     return None

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     from sync.daemon import SyncDaemon
 
     stop = threading.Event()
-    daemon = SyncDaemon(settings, store, stop=stop)
+    daemon = SyncDaemon(settings, store, stop=stop, once=args.once)
     try:
         if args.once:
             summary = daemon.run_once(timeout=args.timeout)

@@ -39,7 +39,8 @@ def software_version() -> str:
 
 class SyncDaemon:
     def __init__(self, settings, store, *, clock: Callable[[], float] = time.time,
-                 stop: threading.Event | None = None, start_wecom: bool = True):
+                 stop: threading.Event | None = None, start_wecom: bool = True,
+                 once: bool = False):
         if settings.sync is None:
             raise ValueError("config has no [sync] section: nothing to deliver to")
         self.settings = settings
@@ -51,8 +52,15 @@ class SyncDaemon:
         dev = settings.device
         self.link = None
         if settings.sync.mqtt is not None:
-            self.link = MqttLink(settings, status_body=self._status(True),
-                                 offline_body=self._status(False), wake=self.wake)
+            if once:
+                # `--once` beside the running service: its own client id and a throw-away
+                # session, so it neither kicks the service off the broker nor leaves a
+                # session behind; no status/last will (the service owns the device's status).
+                self.link = MqttLink(settings, client_id=f"{dev.id}-once", wake=self.wake,
+                                     session_expiry_s=0)
+            else:
+                self.link = MqttLink(settings, status_body=self._status(True),
+                                     offline_body=self._status(False), wake=self.wake)
         self.https = HttpsUplink(settings) if settings.sync.https is not None else None
         self.delivery = OutboxDelivery(store, self.link, self.https, clock=clock,
                                        fallback_after_s=settings.sync.fallback_after_s)
@@ -62,7 +70,8 @@ class SyncDaemon:
         self._hb_due = 0.0
         self._hb_requested = False
         self._threads: list[threading.Thread] = []
-        self._start_wecom = start_wecom
+        self._start_wecom = start_wecom and not once
+        self.once = once
         self.topic_base = f"kiosk/v1/{dev.tenant}/{dev.id}"
 
     # --- records we make ourselves -------------------------------------------------------
@@ -116,7 +125,8 @@ class SyncDaemon:
     # --- loop ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        released = self.delivery.release_leases()
+        # A crashed run's leases; not in --once, where the service may be mid-flight.
+        released = 0 if self.once else self.delivery.release_leases()
         if released:
             log.info("%d rows were in flight when the previous run ended; sending them again", released)
         if self.link is not None:
@@ -138,7 +148,7 @@ class SyncDaemon:
         self.stop_event.set()
         self.wake.set()
         if self.link is not None:
-            self.link.stop(offline_body=self._status(False))
+            self.link.stop(offline_body=None if self.once else self._status(False))
         for t in self._threads:
             t.join(timeout=5)
         if self.https is not None:

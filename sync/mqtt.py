@@ -43,7 +43,8 @@ class MqttLink:
     """One paho client run by its own network thread (loop_start)."""
 
     def __init__(self, settings, *, client_id: str | None = None, status_body: dict | None = None,
-                 offline_body: dict | None = None, wake: threading.Event | None = None):
+                 offline_body: dict | None = None, wake: threading.Event | None = None,
+                 session_expiry_s: int = SESSION_EXPIRY_S):
         mq = settings.sync.mqtt
         dev = settings.device
         self.host, self.port = mq.host, mq.port
@@ -79,12 +80,13 @@ class MqttLink:
         self.client = c
         self._keepalive = mq.keepalive_s
         self._epoch = 0  # bumps on every (re)connect: acks of older connections are unknown
+        self._session_expiry_s = session_expiry_s
 
     # --- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> None:
         props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props.SessionExpiryInterval = self._session_expiry_s
         self.client.connect_async(self.host, self.port, keepalive=self._keepalive,
                                   clean_start=False, properties=props)
         self.client.loop_start()

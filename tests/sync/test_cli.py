@@ -126,3 +126,22 @@ def test_interview_hr_serve_runs_as_a_process(hr_settings, hr_config_file, sync_
     db, _ = open_db(hr_settings)
     wait_for(lambda: db.count_messages("event") == 1, 5)
     db.close()
+
+
+def test_once_beside_the_running_service_does_not_kick_it(sync_config_file, sync_settings,
+                                                         broker_on_port, connector):
+    from tests.sync.conftest import DaemonThread, wait_for
+
+    broker = broker_on_port()
+    broker.start()
+    assert connector.subscriber.subscribed.wait(10)
+    settings = sync_settings()
+    cfg = sync_config_file()
+    with DaemonThread(settings) as service:
+        wait_for(service.daemon.link.connected.is_set, 10)
+        r = _run("interview-sync", "--config", str(cfg), "--once", "--timeout", "5")
+        assert r.returncode == 0, r.stderr
+        assert service.daemon.link.connected.is_set()
+        assert service.daemon.link._epoch == 1        # never reconnected: not kicked off
+    wait_for(lambda: connector.db.devices()[0]["status"] == "offline", 10,
+             what="the service's own goodbye")

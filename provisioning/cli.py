@@ -10,6 +10,7 @@ import getpass
 import json
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -65,8 +66,11 @@ def pick_language(arg: str | None) -> str:
 
 
 def technician() -> str:
-    """Who is acting, for the audit log: the login behind sudo if there is one."""
+    """Who is acting, for the audit log: the login behind sudo if there is one, or
+    `system` when a systemd unit runs the command (the nightly retention timer)."""
     user = os.environ.get("SUDO_USER")
+    if not user and os.environ.get("INVOCATION_ID") and not sys.stdin.isatty():
+        return "system"
     if not user:
         try:
             user = getpass.getuser()

@@ -329,3 +329,11 @@ def test_files_root_creates_are_handed_to_the_service_user(kp: Runner, device_pa
     owners = {p.relative_to(device_paths.data_dir): p.lstat().st_uid for p in device_paths.data_dir.rglob("*")}
     assert owners and all(uid == service_uid for uid in owners.values()), owners
     assert stat.S_IMODE((device_paths.key_dir / "master.key").stat().st_mode) == 0o600
+
+
+def test_a_systemd_unit_is_audited_as_the_system(kp: Runner, device: Device) -> None:
+    # What interview-retention.service does: systemd sets INVOCATION_ID, no terminal.
+    assert kp("retention", "run", env={"INVOCATION_ID": "0123456789abcdef", "SUDO_USER": ""}).returncode == OK
+    with open_store(device) as store:
+        actor, action = store.db.execute("SELECT actor, action FROM audit ORDER BY seq DESC").fetchone()
+    assert (actor, action) == ("system", "retention.purge")

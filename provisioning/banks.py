@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
-from device.questions import BankError, current_bank, install_bank, load_bank
+from device.questions import BankError, QuestionBank, current_bank, install_bank, load_bank
 from provisioning.cli import Context, ExitCode
 
 
@@ -65,7 +65,7 @@ def run_import(ctx: Context, args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _jobs_table(ctx: Context, bank) -> Table:
+def _jobs_table(ctx: Context, bank: QuestionBank) -> Table:
     t = Table(title=ctx.tr("题库 {name} 版本 {v}（{created}）", "Question bank {name} version {v} ({created})",
                            name=escape(bank.name or ""), v=bank.version, created=bank.created.date()),
               title_justify="left")

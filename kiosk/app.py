@@ -49,15 +49,17 @@ def make_face_counter() -> Callable[[np.ndarray], int]:
     return haar_face_detector()
 
 
-def make_analyzer_factory():
-    """LiveAnswerAnalyzer(question, job, settings), or None when analysis is missing (the
-    kiosk then records answers without live captions and scores)."""
-    try:
-        from analysis.live import LiveAnswerAnalyzer
-    except Exception:
+def start_analysis(settings):
+    """The analysis process (speech and face models, kiosk/analysis_worker.py), or None
+    when analysis is not installed: answers are then recorded without captions and scores."""
+    import importlib.util
+
+    if importlib.util.find_spec("analysis.live") is None:
         log.warning("analysis.live not available: answers are recorded without live analysis")
         return None
-    return LiveAnswerAnalyzer
+    from kiosk.analysis_worker import AnalysisWorker
+
+    return AnalysisWorker(settings)
 
 
 def make_report_builder():
@@ -90,14 +92,14 @@ def make_sources(settings, *, pace: str = "real"):
 
 
 def build_kiosk(settings, store, camera, mic, *, clock: Callable[[], float] = time.time,
-                face_counter=None, analyzer_factory="auto", lang: str | None = None,
+                face_counter=None, analysis="auto", lang: str | None = None,
                 media_root: Path | None = None):
     """The machine, pipeline and window for `settings`, with the given sources."""
     from device import session as ses
     from device import signin
     from device.audit import AuditLog
     from device.keys import derive_key, load_master_key
-    from hardware.selftest import run_selftest
+    from hardware.selftest import haar_face_detector, run_selftest
     from kiosk.capture import CapturePipeline
     from kiosk.window import KioskWindow
 
@@ -112,8 +114,8 @@ def build_kiosk(settings, store, camera, mic, *, clock: Callable[[], float] = ti
         log.exception("recovering unfinished sessions failed")
     pipeline = CapturePipeline(
         camera, mic,
-        face_counter=face_counter or make_face_counter(),
-        analyzer_factory=make_analyzer_factory() if analyzer_factory == "auto" else analyzer_factory,
+        face_counter=face_counter or haar_face_detector(),
+        analysis=start_analysis(settings) if analysis == "auto" else analysis,
         media_dir=settings.paths.media_dir,
         media_key=derive_key(master, "media"),
         # The machine times the pause (session.face_lost_pause_s); this only debounces

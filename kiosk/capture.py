@@ -1,5 +1,6 @@
 """The capture pipeline behind the screens: camera and microphone callbacks (their own
-threads), one analysis thread (face presence, live answer analysis), encrypted recording.
+threads), one feeder thread (audio and frames to the analysis process, face presence),
+encrypted recording.
 
 Everything here runs off the GUI thread and reports through plain callbacks, which the
 window turns into queued Qt signals. It never touches a widget, and never writes a frame or
@@ -14,7 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,17 +40,14 @@ class AnswerResult:
 @dataclass
 class _Answer:
     answer_id: str
+    token: str
     started: float
     video: EncryptedMediaWriter | None
     audio: EncryptedMediaWriter | None
-    analyzer: object | None
-    # The analyzer may still be loading its model when recording starts: audio waits here.
-    analyzer_ready: threading.Event = field(default_factory=threading.Event)
-    backlog: list = field(default_factory=list)
     last_video_ts: float = 0.0
     frames: int = 0
     chunks: int = 0
-    errors: list[str] = field(default_factory=list)
+    aborted: bool = False
 
 
 class FacePresence:
@@ -85,19 +83,21 @@ class FacePresence:
 
 
 class CapturePipeline:
-    """Owns nothing but wiring: sources, a face counter and an analyzer factory are given.
+    """Owns nothing but wiring: sources, a face counter and (optionally) the analysis
+    process are given.
 
     Callbacks (all called on worker threads): on_preview(frame), on_faces(count),
-    on_presence("lost"|"returned"), on_hardware(component, detail), on_answer(AnswerResult).
+    on_presence("lost"|"returned"), on_hardware(component, detail), on_answer(AnswerResult),
+    on_answer_error(detail).
     """
 
     def __init__(self, camera, mic, *, face_counter: Callable[[np.ndarray], int],
-                 analyzer_factory: Callable[..., object] | None, media_dir: Path,
-                 media_key: bytes, face_lost_after_s: float = 5.0) -> None:
+                 analysis=None, media_dir: Path, media_key: bytes,
+                 face_lost_after_s: float = 1.0) -> None:
         self.camera = camera
         self.mic = mic
-        self.face_counter = face_counter
-        self.analyzer_factory = analyzer_factory
+        self.face_counter = face_counter      # for the self-test (and presence without analysis)
+        self.analysis = analysis              # kiosk.analysis_worker.AnalysisWorker | None
         self.media_dir = Path(media_dir)
         self.media_key = media_key
         self.presence = FacePresence(face_lost_after_s)
@@ -111,19 +111,21 @@ class CapturePipeline:
         self.faces = 0
         self.partial_text = ""
         self._answer: _Answer | None = None
-        self._finishing: _Answer | None = None   # ended, its analysis still being finished
         self._lock = threading.Lock()
         self._latest_frame = None
         self._last_preview = 0.0
         self._audio_q: queue.Queue = queue.Queue(maxsize=600)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._prepared: dict[str, object] = {}
         self._hw_reported: set[str] = set()
         camera.on_frame(self._frame)
         mic.on_chunk(self._chunk)
         camera.on_error(lambda d: self._hardware("camera", d))
         mic.on_error(lambda d: self._hardware("microphone", d))
+        if analysis is not None:
+            analysis.on_partial = self._partial
+            analysis.on_faces = self._faces
+            analysis.on_error = lambda d: log.error("live analysis unavailable: %s", d)
 
     # -- lifecycle --------------------------------------------------------------------
     def start(self) -> None:
@@ -134,7 +136,7 @@ class CapturePipeline:
                 src.start()
             except Exception as exc:
                 self._hardware(comp, str(exc))
-        self._thread = threading.Thread(target=self._analysis_loop, name="analysis", daemon=True)
+        self._thread = threading.Thread(target=self._feed_loop, name="capture-feed", daemon=True)
         self._thread.start()
 
     def restart_dead_sources(self) -> None:
@@ -162,63 +164,41 @@ class CapturePipeline:
         self._thread = None
         self.camera.stop()
         self.mic.stop()
+        if self.analysis is not None:
+            self.analysis.stop()
 
     # -- answers ----------------------------------------------------------------------
-    def prepare_analyzer(self, key: str, *args) -> None:
-        """Build the next answer's analyzer in the background (loading a speech model can
-        take seconds) so StartAnswer begins recording at once."""
-        if self.analyzer_factory is None or key in self._prepared:
-            return
+    def _call(self, fn, *args) -> None:
+        """Run fn on the feeder thread, in order with the audio (pipe writes can block for
+        a moment while the child is busy; the GUI thread must never wait for that)."""
+        try:
+            self._audio_q.put(("call", fn, args), timeout=0.5)
+        except queue.Full:
+            log.error("capture feeder is stuck; %s dropped", getattr(fn, "__name__", fn))
 
-        def build() -> None:
-            try:
-                self._prepared[key] = self.analyzer_factory(*args)
-            except Exception as exc:
-                log.exception("answer analyzer could not be built")
-                self._prepared[key] = exc
+    def prepare_analyzer(self, key: str, question, job, settings=None) -> None:
+        """Have the analysis process load the next answer's models now (a speech model can
+        take seconds), so StartAnswer begins at once."""
+        if self.analysis is not None:
+            self._call(self.analysis.prepare, key, question, job)
 
-        self._prepared[key] = None
-        threading.Thread(target=build, name="analyzer-init", daemon=True).start()
-
-    def begin_answer(self, session_id: str, key: str, *args) -> str:
-        """Start recording (and analysing) an answer; returns its answer id."""
+    def begin_answer(self, session_id: str, key: str, question, job, settings=None) -> str:
+        """Start recording (and analysing) an answer; returns its recording id. Never waits."""
         self.abort_answer()
         answer_id = str(uuid.uuid4())
         folder = self.media_dir / session_id
         meta_v = {"codec": "jpeg", "fps": RECORD_FPS}
         meta_a = {"codec": "pcm_s16le", "samplerate": 16000, "channels": 1}
-        ans = _Answer(answer_id, time.monotonic(),
+        ans = _Answer(answer_id, str(uuid.uuid4()), time.monotonic(),
                       EncryptedMediaWriter(folder / f"{answer_id}.video.ikm", self.media_key, "video", meta_v),
-                      EncryptedMediaWriter(folder / f"{answer_id}.audio.ikm", self.media_key, "audio", meta_a),
-                      None)
+                      EncryptedMediaWriter(folder / f"{answer_id}.audio.ikm", self.media_key, "audio", meta_a))
         self.partial_text = ""
+        if self.analysis is not None:
+            # Queued before any of this answer's audio: the child switches analyzers in order.
+            self._call(self.analysis.begin, ans.token, key, question, job)
         with self._lock:
             self._answer = ans
-        # Never wait for a model on the caller's (GUI) thread: attach the analyzer when ready.
-        threading.Thread(target=self._attach_analyzer, args=(ans, key, *args),
-                         name="analyzer-attach", daemon=True).start()
         return answer_id
-
-    def _attach_analyzer(self, ans: _Answer, key: str, *args) -> None:
-        analyzer = self._take_analyzer(key, *args)
-        with self._lock:
-            ans.analyzer = analyzer
-        ans.analyzer_ready.set()
-
-    def _take_analyzer(self, key: str, *args):
-        if self.analyzer_factory is None:
-            return None
-        deadline = time.monotonic() + 15
-        while key in self._prepared and self._prepared[key] is None and time.monotonic() < deadline:
-            time.sleep(0.02)  # rare: StartAnswer before the model finished loading
-        got = self._prepared.pop(key, None)
-        if isinstance(got, Exception) or got is None:
-            try:
-                return self.analyzer_factory(*args)
-            except Exception:
-                log.exception("answer analyzer could not be built; recording without live analysis")
-                return None
-        return got
 
     def end_answer(self) -> None:
         """Stop recording; the analysis is finished on a worker thread and delivered through
@@ -230,11 +210,14 @@ class CapturePipeline:
         threading.Thread(target=self._finish, args=(ans,), name="answer-finish", daemon=True).start()
 
     def abort_answer(self) -> None:
-        """Drop the answer in progress (hardware failed, candidate left): files deleted."""
+        """Drop the answer in progress (hardware failed, reset): its files are deleted."""
         with self._lock:
             ans, self._answer = self._answer, None
         if ans is None:
             return
+        ans.aborted = True
+        if self.analysis is not None:
+            self._call(self.analysis.abort)
         for w in (ans.video, ans.audio):
             if w is not None:
                 w.abort()
@@ -244,32 +227,23 @@ class CapturePipeline:
         return self._answer is not None
 
     def _finish(self, ans: _Answer) -> None:
-        self._finishing = ans
         duration = time.monotonic() - ans.started
-        media: list[dict] = []
         try:
-            # Let the analysis thread drain audio already queued for this answer.
-            t_end = time.monotonic() + 2.0
-            while not self._audio_q.empty() and time.monotonic() < t_end:
-                time.sleep(0.01)
+            # Everything this answer said goes to the analysis before "finish" does.
+            flushed = threading.Event()
+            self._call(flushed.set)
+            if not flushed.wait(10):
+                log.error("audio for the analysis not flushed in 10 s")
             infos: list[MediaInfo] = [w.close() for w in (ans.video, ans.audio) if w is not None]
             media = [dict(i.as_dict(), answer_id=ans.answer_id) for i in infos]
             transcript, analysis = "", {}
-            ans.analyzer_ready.wait(20)
-            t_end = time.monotonic() + 5.0
-            while ans.backlog and time.monotonic() < t_end:
-                time.sleep(0.01)   # the analysis thread feeds what waited for the model
-            if ans.analyzer is not None:
-                with self._lock:  # the analysis thread may still be inside feed_*
-                    transcript, analysis = ans.analyzer.finish()
+            if self.analysis is not None:
+                transcript, analysis = self.analysis.finish(ans.token)
             analysis = dict(analysis or {})
-            analysis.setdefault("capture", {})
-            analysis["capture"].update({"frames_recorded": ans.frames, "audio_chunks": ans.chunks,
-                                        "dropped_frames": sum(w.dropped for w in (ans.video, ans.audio) if w)})
-            self._finishing = None
+            analysis["capture"] = {"frames_recorded": ans.frames, "audio_chunks": ans.chunks,
+                                   "dropped_frames": sum(w.dropped for w in (ans.video, ans.audio) if w)}
             self.on_answer(AnswerResult(transcript or "", analysis, media, round(duration, 2)))
         except Exception as exc:
-            self._finishing = None
             log.exception("finishing an answer failed")
             self.on_answer_error(f"{type(exc).__name__}: {exc}")
 
@@ -294,7 +268,7 @@ class CapturePipeline:
             ans.chunks += 1
             ans.audio.add(chunk.pcm, chunk.ts)
             try:
-                self._audio_q.put_nowait((ans, chunk))
+                self._audio_q.put_nowait(("audio", ans, chunk))
             except queue.Full:
                 log.warning("analysis is behind: audio chunk not analysed")
 
@@ -304,66 +278,55 @@ class CapturePipeline:
         self._hw_reported.add(component)
         self.on_hardware(component, detail)
 
-    # -- the analysis thread --------------------------------------------------------------
-    def _analysis_loop(self) -> None:
+    # -- results from the analysis process (its reader thread) ------------------------------
+    def _partial(self, text: str) -> None:
+        if self._answer is not None:
+            self.partial_text = text
+
+    def _faces(self, n: int) -> None:
+        self.faces = n
+        self.on_faces(n)
+        change = self.presence.update(n, time.monotonic())
+        if change and self.watch_presence:
+            self.on_presence(change)
+
+    # -- the feeder thread ---------------------------------------------------------------------
+    def _feed_loop(self) -> None:
+        """Audio to the analysis in order, frames at the pace the analysis can take (or to
+        the local face counter when there is no analysis process)."""
         next_presence = 0.0
-        last_fed_frame = -1
+        last_sent = -1
         while not self._stop.is_set():
-            # Audio first: speech recognition must see every chunk, in order.
             try:
-                ans, chunk = self._audio_q.get(timeout=0.02)
-                if not ans.analyzer_ready.is_set():
-                    ans.backlog.append(chunk)
-                elif ans.analyzer is not None:
-                    with self._lock:
-                        for old in ans.backlog:
-                            ans.analyzer.feed_audio(old)
-                        ans.backlog.clear()
-                        ans.analyzer.feed_audio(chunk)
-                        self.partial_text = ans.analyzer.partial_text() or self.partial_text
-                else:
-                    ans.backlog.clear()
-                continue_after_audio = not self._audio_q.empty()
+                item = self._audio_q.get(timeout=0.02)
             except queue.Empty:
-                continue_after_audio = False
-                ans = self._answer or self._finishing
-                if ans is not None and ans.backlog and ans.analyzer_ready.is_set():
-                    # The model arrived after the speaker stopped: feed what waited, in order.
-                    with self._lock:
-                        if ans.analyzer is not None:
-                            for old in ans.backlog:
-                                ans.analyzer.feed_audio(old)
-                        ans.backlog.clear()
-            except Exception:
-                log.exception("live analysis of audio failed")
-                continue_after_audio = False
-            now = time.monotonic()
-            frame = self._latest_frame
-            if frame is None or frame.index == last_fed_frame:
-                continue
-            ans = self._answer
-            observed = None
-            if ans is not None and ans.analyzer is not None and not continue_after_audio:
+                item = None
+            if item is not None:
                 try:
-                    with self._lock:
-                        obs = ans.analyzer.feed_frame(frame)
-                    last_fed_frame = frame.index
-                    observed = getattr(obs, "faces", None)
+                    if item[0] == "call":
+                        item[1](*item[2])
+                    elif self.analysis is not None and not item[1].aborted:
+                        self.analysis.audio(item[2].pcm)
                 except Exception:
-                    log.exception("live analysis of a frame failed")
-            if observed is not None or now >= next_presence:
-                next_presence = now + 1.0 / PRESENCE_HZ
-                if observed is None:
-                    # Between answers (or when the answer's analyzer skipped this frame)
-                    # presence has its own, cheaper look; during answers it reuses the
-                    # analyzer's observation instead of running the face model twice.
-                    try:
-                        observed = int(self.face_counter(frame.image))
-                    except Exception:
-                        log.exception("face counter failed")
-                        continue
-                self.faces = int(observed)
-                self.on_faces(self.faces)
-                change = self.presence.update(self.faces, now)
-                if change and self.watch_presence:
-                    self.on_presence(change)
+                    log.exception("feeding the analysis failed")
+                continue
+            frame = self._latest_frame
+            if frame is None or frame.index == last_sent:
+                continue
+            now = time.monotonic()
+            if self.analysis is not None and self.analysis.alive:
+                # During an answer every frame the child can take; between answers 5 a second.
+                if self._answer is None and now < next_presence:
+                    continue
+                if self.analysis.frame(frame.image, frame.ts):
+                    last_sent = frame.index
+                    next_presence = now + 1.0 / PRESENCE_HZ
+                continue
+            if now < next_presence:
+                continue
+            next_presence = now + 1.0 / PRESENCE_HZ
+            last_sent = frame.index
+            try:
+                self._faces(int(self.face_counter(frame.image)))
+            except Exception:
+                log.exception("face counter failed")

@@ -37,7 +37,7 @@ def media(tmp_path_factory):
         "face": face_video(d / "face.avi", 4.0, fps=15, size=(480, 360)),
         # present long enough for sign-in and the device check, then gone, then back
         "leaving": face_video(d / "leaving.avi", 24.0, fps=10, size=(320, 240),
-                              script=[("present", 9.0), ("absent", 5.0), ("present", 10.0)]),
+                              script=[("present", 10.0), ("absent", 5.0), ("present", 10.0)]),
         "answers": [speak(t, "en", d / f"answer{i}.wav") for i, t in enumerate(ANSWER_TEXTS)],
     }
 
@@ -131,6 +131,9 @@ def make_kiosk(qtbot, make_settings, store, tmp_path, media, request):
         mic = FileMic(None, pace="real")
         clock = Clock()
         machine, pipeline, window = build_kiosk(settings, store, camera, mic, clock=clock, lang="zh")
+        if pipeline.analysis is not None:
+            # The models load in the child first; the video's clock starts with window.start().
+            assert pipeline.analysis.wait_ready(90), "analysis process did not start"
         qtbot.addWidget(window)
         window.setFixedSize(1280, 800)
         window.show()

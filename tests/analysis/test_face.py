@@ -7,7 +7,13 @@ import cv2
 import numpy as np
 import pytest
 
-from analysis.face import YAW_LIMIT_DEG, AttentionAggregator, FaceAnalyzer, FaceObservation, quality_hint
+from analysis.face import (
+    YAW_LIMIT_DEG,
+    AttentionAggregator,
+    FaceAnalyzer,
+    FaceObservation,
+    quality_hint,
+)
 from hardware.synthetic import face_frame
 
 

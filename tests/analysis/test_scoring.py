@@ -16,7 +16,6 @@ from analysis.scoring import (
 )
 from analysis.speech import Transcript, Word
 from benchmarks.analysis import keyword_recall
-from device.questions import Keyword
 
 FACE_OK = {"frames": 300, "face_present_ratio": 1.0, "facing_ratio": 0.95, "smile_ratio": 0.2, "look_away_count": 0, "longest_absence_s": 0.0}
 

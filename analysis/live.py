@@ -82,21 +82,22 @@ class LiveAnswerAnalyzer:
     # -- feeding (worker threads)
 
     def feed_frame(self, frame: Any) -> FaceObservation | None:
-        """A camera frame (hardware Frame with .image/.ts, or a BGR array). Returns the new
-        observation when this frame was analysed, else None."""
+        """A camera frame (hardware Frame with .image/.ts, or a BGR array). Returns the
+        current observation: this frame's when it was analysed, else the latest one (frames
+        between analysis slots are skipped; callers need not run a face model of their own)."""
         image = getattr(frame, "image", frame)
         ts = getattr(frame, "ts", None)
         if ts is None:
             ts = self._clock()
         with self._face_lock:
             if self._finished:
-                return None
+                return self._last_obs
             self._frames_seen += 1
             if (
                 self._last_face_ts is not None
                 and ts - self._last_face_ts < self.face_interval * 0.999
             ):
-                return None
+                return self._last_obs
             self._last_face_ts = ts
             obs = self.face.analyze(np.asarray(image))
             self.attention.add(obs, ts)

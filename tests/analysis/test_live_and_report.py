@@ -153,3 +153,21 @@ def test_grammar_is_the_rubric_terms_and_synonyms(bank):
 def test_report_builder_without_a_job_fails_loudly():
     with pytest.raises(ValueError, match="no job"):
         build_report(SessionView(), [])
+
+
+def test_skipped_frames_return_the_latest_observation(bank):
+    from analysis.face import FaceAnalyzer
+    from hardware.synthetic import face_frame
+
+    job, q = bank.job("software_engineer"), bank.question("swe-05")
+    with FaceAnalyzer() as fa:
+        la = LiveAnswerAnalyzer(q, job, recognizer=PocketsphinxRecognizer(), face_analyzer=fa, face_fps=10)
+        cache: dict = {}
+        first = la.feed_frame(_Frame(face_frame("present", 0.0, _cache=cache), 5.0))
+        second = la.feed_frame(_Frame(face_frame("absent", 0.033, _cache=cache), 5.033))
+        third = la.feed_frame(_Frame(face_frame("absent", 0.1, _cache=cache), 5.1))
+        assert first.faces == 1 and second is first, "a skipped frame reports the latest observation"
+        assert third.faces == 0
+        text, analysis = la.finish(duration_s=1.0)
+        assert analysis["frames_seen"] == 3 and analysis["frames_analysed"] == 2
+        assert text == "" and analysis["score"]["evidence"]["delivery"]["note"] == "no speech was recognised"

@@ -5,6 +5,7 @@ never be used on a real terminal's camera or microphone path, and never fetches 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -191,6 +192,13 @@ def _turned(crop: np.ndarray, yaw_deg: float) -> np.ndarray:
     return out
 
 
+@functools.lru_cache(maxsize=4)
+def _soft_mask(h: int, w: int) -> np.ndarray:
+    mask = np.zeros((h, w), np.float32)
+    cv2.ellipse(mask, (w // 2, h // 2 + 10), (w // 2 - 6, h // 2 + 30), 0, 0, 360, 1.0, -1)
+    return cv2.GaussianBlur(mask, (21, 21), 0)
+
+
 def _place(
     canvas: np.ndarray,
     crop: np.ndarray,
@@ -199,19 +207,27 @@ def _place(
     angle_deg: float,
 ) -> None:
     """Paste `crop` scaled/rotated about the face centre so the face lands at `centre`,
-    with a soft elliptical mask so no rectangle edge shows."""
+    with a soft elliptical mask so no rectangle edge shows. Only the region the crop lands
+    on is warped and blended (a full-frame blend per frame made videos slow to write)."""
     h, w = crop.shape[:2]
     fx, fy = _FACE_IN_CROP
     m = cv2.getRotationMatrix2D((fx, fy), angle_deg, scale)
     m[0, 2] += centre[0] - fx
     m[1, 2] += centre[1] - fy
     H, W = canvas.shape[:2]
-    warped = cv2.warpAffine(crop, m, (W, H), flags=cv2.INTER_LINEAR)
-    mask = np.zeros((h, w), np.float32)
-    cv2.ellipse(mask, (w // 2, h // 2 + 10), (w // 2 - 6, h // 2 + 30), 0, 0, 360, 1.0, -1)
-    mask = cv2.GaussianBlur(mask, (21, 21), 0)
-    mw = cv2.warpAffine(mask, m, (W, H), flags=cv2.INTER_LINEAR)[..., None]
-    canvas[:] = (canvas * (1 - mw) + warped * mw).astype(np.uint8)
+    corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64) @ m.T
+    x0, y0 = max(int(corners[:, 0].min()) - 1, 0), max(int(corners[:, 1].min()) - 1, 0)
+    x1, y1 = min(int(corners[:, 0].max()) + 2, W), min(int(corners[:, 1].max()) + 2, H)
+    if x1 <= x0 or y1 <= y0:
+        return
+    m_roi = m.copy()
+    m_roi[0, 2] -= x0
+    m_roi[1, 2] -= y0
+    size = (x1 - x0, y1 - y0)
+    warped = cv2.warpAffine(crop, m_roi, size, flags=cv2.INTER_LINEAR).astype(np.float32)
+    mw = cv2.warpAffine(_soft_mask(h, w), m_roi, size, flags=cv2.INTER_LINEAR)[..., None]
+    roi = canvas[y0:y1, x0:x1].astype(np.float32)
+    canvas[y0:y1, x0:x1] = (roi + (warped - roi) * mw).astype(np.uint8)
 
 
 def face_frame(
@@ -250,7 +266,7 @@ def face_frame(
         _place(frame, cache["crop"], (w * 0.72 - dx, h * 0.45), base_scale * 0.75, -ang)
     if segment == "dark":
         gain = 0.12
-    return np.clip(frame.astype(np.float32) * gain, 0, 255).astype(np.uint8)
+    return cv2.convertScaleAbs(frame, alpha=gain)
 
 
 def _normalise_script(

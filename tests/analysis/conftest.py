@@ -56,7 +56,7 @@ class MediaCache:
         return p
 
     def video(self, seconds: float, script: list[tuple[str, float]]) -> Path:
-        p = self._path("face-v2", [seconds, script], ".mp4")
+        p = self._path("face-v3", [seconds, script], ".mp4")
         if not p.exists():
             tmp = p.with_name(p.stem + ".tmp.mp4")
             face_video(tmp, seconds, script=script)

@@ -13,7 +13,14 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
-from device.questions import BankError, QuestionBank, current_bank, install_bank, load_bank
+from device.questions import (
+    BankError,
+    QuestionBank,
+    bank_media_root,
+    current_bank,
+    install_bank,
+    load_bank,
+)
 from provisioning.cli import Context, ExitCode
 
 
@@ -41,7 +48,10 @@ def run_import(ctx: Context, args: argparse.Namespace) -> int:
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     try:
         bank = load_bank(path)
-        install_bank(store, bank)
+        # Prompt images/videos are copied off the stick (into <data_dir>/bank-media, where the
+        # kiosk looks) before the bank is installed: a missing file rejects the whole import.
+        install_bank(store, bank, media_from=path.parent,
+                     media_root=bank_media_root(ctx.settings().paths.data_dir))
     except BankError as err:
         ctx.record("bank.import_rejected", {"file": path.name, "sha256": digest,
                                             "problems": len(err.errors)})

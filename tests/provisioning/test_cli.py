@@ -183,6 +183,37 @@ def test_bank_import_good_then_bad_xlsx_keeps_the_good_one(kp: Runner, device: D
     assert actions[-2:] == ["bank.import", "bank.import_rejected"]
 
 
+def test_bank_import_copies_prompt_media_off_the_stick(kp: Runner, device: Device, tmp_path: Path) -> None:
+    """The example bank's operator job shows an image (examples/media/safety_sign.png, drawn
+    by examples/make_media.py and committed); after import it is in the data directory where
+    the kiosk looks, and stays there once the USB stick is pulled."""
+    from device.questions import bank_media_root, current_bank, prompt_media_path
+
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    bank_file = _bank_copy(usb)
+    proc = kp("bank", "import", str(bank_file))
+    assert proc.returncode == OK, proc.stderr
+    shutil.rmtree(usb)  # the stick is gone
+    with open_store(device) as store:
+        bank = current_bank(store)
+    assert bank is not None
+    with_media = [q for q in bank.questions if q.media.kind != "none"]
+    assert [q.id for q in with_media] == ["op-02"]
+    path = prompt_media_path(bank_media_root(device.data_dir), with_media[0])
+    assert path is not None and path.is_relative_to(device.data_dir)
+    assert path.read_bytes() == (EXAMPLES / "media" / "safety_sign.png").read_bytes()
+
+
+def test_bank_import_without_its_media_is_refused_whole(kp: Runner, device: Device, tmp_path: Path) -> None:
+    shutil.copy2(EXAMPLES / "question_bank.xlsx", tmp_path / "question_bank.xlsx")  # no media/ beside it
+    proc = kp("bank", "import", str(tmp_path / "question_bank.xlsx"))
+    assert proc.returncode == FAILED
+    assert "media/safety_sign.png" in proc.stderr
+    assert kp("bank", "list").returncode == FAILED  # nothing installed
+    assert not list((device.data_dir / "bank-media").rglob("*"))
+
+
 def test_bank_import_errors_as_json_locate_each_problem(kp: Runner, device: Device, tmp_path: Path) -> None:
     bad = _bank_copy(tmp_path)
     wb = openpyxl.load_workbook(bad)

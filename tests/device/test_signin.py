@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -16,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from device import signin
 from device.audit import AuditLog
 from device.keys import derive_key, load_master_key
-from device.roster import install_roster
+from device.roster import install_roster, load_roster
 from device.signin import SignInRefusal
 from sync.signing import public_key_pem
 from sync.wecom.invite import make_invitation, qr_image
@@ -134,6 +135,55 @@ def test_interview_code(kiosk):
     assert signin.check_interview_code(store, settings, "", NOW).reason == "unknown_code"
     assert signin.check_interview_code(store, settings, "112233", NOW).reason == "wrong_device"
     assert signin.check_interview_code(store, settings, "778899", NOW).reason == "outside_slot"
+
+
+# ---- the shipped example roster (examples/roster.json) at its own terminals -------------------
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+CST = dt.timezone(dt.timedelta(hours=8))
+ZHAO_MIN_OPENID = "oExAmPle-Zm3Qw8rT5yU1iO6pA2sD"  # booked for the site 上海总部, any terminal there
+
+
+def at(hh: int, mm: int = 0) -> float:
+    return dt.datetime(2026, 11, 23, hh, mm, tzinfo=CST).timestamp()
+
+
+@pytest.fixture
+def example_site(make_settings, store):
+    """The example roster installed; make(device_id, site_name) -> that terminal's settings."""
+    install_roster(store, load_roster(EXAMPLES / "roster.json"))
+
+    def make(device_id: str = "demo-kiosk-01", site_name: str = "上海总部"):
+        return make_settings({"device": {"id": device_id, "site_name": site_name}})
+
+    return make, store
+
+
+def test_site_booking_signs_in_with_wecom_at_any_terminal_of_that_site(example_site):
+    make, store = example_site
+    for device_id in ("demo-kiosk-01", "demo-kiosk-07"):
+        got = signin.match_identity(store, make(device_id), at(15, 10), openid=ZHAO_MIN_OPENID)
+        assert not isinstance(got, SignInRefusal), got
+        assert got.entry_id == "R-20261123-004"
+    elsewhere = signin.match_identity(store, make(site_name="北京 工厂"), at(15, 10), openid=ZHAO_MIN_OPENID)
+    assert elsewhere.reason == "wrong_device"
+    late = signin.match_identity(store, make(), at(18, 0), openid=ZHAO_MIN_OPENID)
+    assert late.reason == "outside_slot"
+    assert signin.match_identity(store, make(), at(15, 10), openid="o-not-booked").reason == "unknown_user"
+
+
+def test_typed_code_from_the_example_roster_says_why_it_is_refused(example_site):
+    make, store = example_site
+    here = make()
+    assert signin.check_interview_code(store, here, "246810", at(9, 0)).entry_id == "R-20261123-001"
+    # 孙磊 is booked at demo-kiosk-02: the candidate is told to go there, not that the code is wrong
+    refusal = signin.check_interview_code(store, here, "975310", at(11, 5))
+    assert refusal.reason == "wrong_device"
+    assert refusal.message_zh != SignInRefusal.of("unknown_code").message_zh
+    # 刘强's slot is 14:00-14:30 (30 min early allowed): at 10:00 it is too early, not unknown
+    assert signin.check_interview_code(store, here, "135790", at(10, 0)).reason == "outside_slot"
+    assert signin.check_interview_code(store, here, "135790", at(13, 45)).entry_id == "R-20261123-003"
+    assert signin.check_interview_code(store, here, "000000", at(10, 0)).reason == "unknown_code"
 
 
 def test_every_reason_has_both_languages():

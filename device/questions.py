@@ -198,7 +198,10 @@ class Question(_Model):
     media: PromptMedia = PromptMedia()
     preparation_s: int = Field(20, ge=0, le=300, description="seconds to think before answering")
     answer_s: int = Field(90, ge=10, le=600, description="seconds allowed for the answer")
-    retakes: int = Field(1, ge=0, le=5, description="how many times the candidate may re-record")
+    retakes: int | None = Field(
+        None, ge=0, le=5,
+        description="how many times the candidate may re-record; None = the device's session.max_retakes",
+    )
     dimensions: dict[str, float] = Field(description="competency dimension -> weight, sum 1")
     rubric: Rubric = Rubric()
     language: Lang | None = Field(
@@ -613,7 +616,7 @@ QUESTION_COLUMNS = (
     Column("dimensions", "考察维度", hint="dimension: weight, ...; weights sum to 1"),
     Column("preparation_s", "准备时间（秒）"),
     Column("answer_s", "作答时间（秒）"),
-    Column("retakes", "可重答次数"),
+    Column("retakes", "可重答次数", hint="0-5; empty = the terminal's setting (session.max_retakes)"),
     Column("star", "STAR要素", required=False, hint="situation, task, action, result"),
     Column("media_kind", "提示媒体", required=False, hint="none, image or video"),
     Column("media_path", "媒体文件", required=False, hint="file next to the workbook"),
@@ -1214,8 +1217,10 @@ HELP_ROWS = (
     ("dimensions", "能力维度：编号（小写英文）与中英文名称 / competency dimensions: id and names"),
     ("jobs", "每行一个岗位。能力模型写成 维度: 权重, ...，权重之和为 1；题目编号用逗号分隔 / one job "
              "per row; competencies as dimension: weight, ... summing to 1; question ids comma separated"),
-    ("questions", "每行一道题。考察维度写法同上；STAR要素填 situation, task, action, result 中的若干项 / "
-                  "one question per row; dimensions as above; STAR parts expected in the answer"),
+    ("questions", "每行一道题。考察维度写法同上；STAR要素填 situation, task, action, result 中的若干项；"
+                  "可重答次数留空 = 按终端设置 (session.max_retakes) / one question per row; dimensions "
+                  "as above; STAR parts expected in the answer; retakes left empty = the terminal's "
+                  "setting (session.max_retakes)"),
     ("keywords", "每行一个关键词，语言须与岗位的答题语言一致；同义词用 、 或 , 分隔 / one keyword per "
                  "row, in the language the job is answered in; synonyms separated by 、 or ,"),
     ("", ""),
@@ -1243,7 +1248,8 @@ def bank_workbook_rows(bank: QuestionBank) -> dict[str, list[list[Any]]]:
     for q in bank.questions:
         sheets["questions"].append([
             q.id, q.prompt.zh, q.prompt.en, q.language or "", format_weights(q.dimensions),
-            q.preparation_s, q.answer_s, q.retakes, ", ".join(q.rubric.star),
+            q.preparation_s, q.answer_s, "" if q.retakes is None else q.retakes,
+            ", ".join(q.rubric.star),
             q.media.kind, q.media.path or "",
         ])
         for k in q.rubric.keywords:

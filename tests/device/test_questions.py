@@ -146,6 +146,30 @@ def test_xlsx_takes_dimension_names_percentages_and_units(tmp_path: Path, bank: 
     assert load_bank_xlsx(_broken_xlsx(tmp_path, edit)) == bank
 
 
+def test_retakes_left_empty_means_the_terminal_setting(tmp_path: Path, bank_data: dict[str, Any]) -> None:
+    """No per-question retakes (empty cell, absent JSON key) is None, which the session reads as
+    the device's session.max_retakes; an explicit 0 stays 0 (no retake for that question)."""
+    def edit(wb) -> None:
+        ws = wb["questions"]
+        col = next(c.column for c in ws[1] if str(c.value).startswith("retakes"))
+        ws.cell(_row_of(ws, "sales-01"), col).value = None
+        ws.cell(_row_of(ws, "sales-02"), col).value = 0
+
+    from_xlsx = load_bank_xlsx(_broken_xlsx(tmp_path, edit))
+    assert from_xlsx.question("sales-01").retakes is None
+    assert from_xlsx.question("sales-02").retakes == 0
+    assert from_xlsx.question("sales-03").retakes == 1
+    again = write_bank_xlsx(from_xlsx, tmp_path / "again.xlsx")  # the empty cell is written back empty
+    assert load_bank_xlsx(again) == from_xlsx
+    data = json.loads(json.dumps(bank_data))
+    del data["questions"][0]["retakes"]
+    from_json = bank_from_dict(data, media_root=EXAMPLES)
+    assert from_json.questions[0].retakes is None
+    out = tmp_path / "bank.json"
+    out.write_text(bank_to_json(from_json), encoding="utf-8")
+    assert load_bank_json(out).questions[0].retakes is None
+
+
 # --- Excel errors: each names sheet, row and column --------------------------------------------
 
 

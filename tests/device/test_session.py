@@ -33,7 +33,7 @@ class Clock:
         self.t += seconds
 
 
-def make_question(qid: str, *, prep: int = 10, answer: int = 60, retakes: int = 1) -> Question:
+def make_question(qid: str, *, prep: int = 10, answer: int = 60, retakes: int | None = 1) -> Question:
     return Question(
         id=qid,
         prompt=Bilingual(zh=f"问题 {qid}", en=f"Question {qid}"),
@@ -380,6 +380,26 @@ def test_retake_replaces_the_answer_in_scoring_but_both_are_stored(store, settin
     assert [(a["question_id"], a["attempt"]) for a in rec["answers"]] == [
         ("q1", 1), ("q1", 2), ("q2", 1), ("q3", 1)]
     assert rec["report"] == {"total": 77, "recommendation": "yes"}
+
+
+@pytest.mark.parametrize("max_retakes", [0, 2])
+def test_question_without_its_own_retakes_follows_the_device_setting(store, make_settings, clock, max_retakes):
+    settings = make_settings({"session": {"max_retakes": max_retakes}})
+    bank = make_bank()
+    bank = bank.model_copy(update={"questions": (make_question("q1", retakes=None), *bank.questions[1:])})
+    m = SessionMachine(store, settings, clock=clock, bank=bank)
+    to_state(m, clock, State.REVIEW)
+    assert m.view.question.id == "q1" and m.view.retakes_left == max_retakes
+    for attempt in range(2, max_retakes + 2):
+        assert m.handle(S.Retake()) is State.PREPARE
+        m.handle(S.StartAnswer())
+        m.handle(answer(f"第{attempt}次"))
+        assert m.view.attempt == attempt
+    assert m.view.retakes_left == 0
+    assert m.handle(S.Retake()) is State.REVIEW  # the device's limit is reached: ignored
+    m.handle(S.NextQuestion())
+    m.handle(answer("q2"))
+    assert m.view.question.id == "q2" and m.view.retakes_left == 0  # the question's own 0 wins
 
 
 def test_review_times_out_to_the_next_question(machine, clock, settings):

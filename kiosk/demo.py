@@ -39,6 +39,27 @@ DEMO_ANSWERS = (
 )
 
 
+DEMO_SPEECH_WPM = 135   # espeak-ng at its default 150 wpm is misheard by pocketsphinx
+
+
+def demo_answer_wavs(cache_dir: Path) -> list[Path]:
+    """The candidate's spoken answers (espeak-ng, a calm 135 words a minute), made once."""
+    import hashlib
+
+    from hardware.synthetic import speak
+
+    out = []
+    for i, text in enumerate(DEMO_ANSWERS):
+        key = hashlib.sha256(f"{DEMO_SPEECH_WPM}:{text}".encode()).hexdigest()[:12]
+        wav = Path(cache_dir) / f"kiosk-demo-answer-{i + 1}-{key}.wav"
+        if not wav.exists():
+            tmp = wav.with_suffix(".tmp.wav")
+            speak(text, "en", tmp, speed_wpm=DEMO_SPEECH_WPM)
+            tmp.replace(wav)
+        out.append(wav)
+    return out
+
+
 def examples_dir() -> Path:
     for base in (REPO / "examples", Path.cwd() / "examples"):
         if (base / "question_bank.json").exists():
@@ -310,7 +331,8 @@ def run_demo(out: Path, *, headless: bool, assets_dir: Path | None = None,
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     print(f"demo: preparing synthetic candidate media (cached under {assets_dir or 'var/demo-assets'}) …", flush=True)
-    assets = demo_assets(assets_dir or Path("var/demo-assets"), answers=DEMO_ANSWERS, language="en")
+    assets = demo_assets(assets_dir or Path("var/demo-assets"), answers=(), language="en")  # the video
+    answers = demo_answer_wavs(assets_dir or Path("var/demo-assets"))
     cfg = prepare_device(out, assets)
     code = (cfg.parent / "interview-code.txt").read_text().strip()
     settings = load_settings(cfg)
@@ -334,7 +356,7 @@ def run_demo(out: Path, *, headless: bool, assets_dir: Path | None = None,
         window.allow_close = True   # the kiosk refuses to close otherwise (Qt 6 quit asks windows)
         app.exit(0)
 
-    pilot = DemoPilot(window, mic, list(assets.answers), code, screens_dir, finished)
+    pilot = DemoPilot(window, mic, answers, code, screens_dir, finished)
     window.show()
     window.start()
     pilot.begin()

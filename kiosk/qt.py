@@ -6,6 +6,7 @@ font paths at its own copies), so it must never be bypassed by importing PySide6
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 
@@ -67,6 +68,33 @@ from PySide6.QtWidgets import (  # noqa: E402
 )
 
 
+def _emit_loses_true() -> bool:
+    """PySide6 6.12.0's SignalInstance.emit() returns True without owning a reference, so
+    every Python-side emit drops one reference to True; a kiosk emitting frames and views
+    all day aborts with "bool_dealloc"/"none_dealloc" after a few thousand. Measured, not
+    assumed, so a fixed PySide6 needs nothing."""
+    import sys
+
+    class _Probe(QObject):
+        sig = Signal()
+
+    probe = _Probe()
+    before = sys.getrefcount(True)
+    for _ in range(16):
+        probe.sig.emit()
+    return sys.getrefcount(True) < before
+
+
+_EMIT_LEAK = _emit_loses_true()
+
+
+def emit(signal, *args) -> None:
+    """Emit a Qt signal from Python. Use this, never `signal.emit(...)` (see above)."""
+    ok = signal.emit(*args)
+    if _EMIT_LEAK:
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(ok))
+
+
 def clear_cv2_qt_env() -> None:
     """Call again after importing cv2 and before creating the QApplication."""
     for var in ("QT_QPA_PLATFORM_PLUGIN_PATH", "QT_QPA_FONTDIR"):
@@ -106,5 +134,5 @@ __all__ = [
     "QLabel", "QLineEdit", "QLinearGradient", "QObject", "QPainter", "QPainterPath", "QPen",
     "QPixmap", "QPoint", "QPointF", "QPushButton", "QRect", "QRectF", "QShortcut", "QSize",
     "QSizePolicy", "QStackedWidget", "QThread", "QTimer", "QVBoxLayout", "QWidget", "Qt",
-    "Signal", "Slot", "clear_cv2_qt_env", "make_app",
+    "Signal", "Slot", "clear_cv2_qt_env", "emit", "make_app",
 ]

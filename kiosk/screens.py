@@ -19,6 +19,7 @@ from kiosk.qt import (
     QVBoxLayout,
     QWidget,
     Signal,
+    emit,
 )
 from kiosk.widgets import (
     CameraPreview,
@@ -107,7 +108,7 @@ class Screen(QWidget):
         return out
 
     def _emit(self, name: str):
-        return lambda *_: self.intent.emit(name)
+        return lambda *_: emit(self.intent, name)
 
 
 class MessageScreen(Screen):
@@ -311,7 +312,7 @@ class IdleScreen(Screen):
 
     def _submit(self) -> None:
         if len(self.code) >= 4:
-            self.code_submitted.emit(self.code)
+            emit(self.code_submitted, self.code)
 
     def show_refusal(self, text: str) -> None:
         self.code_error.setText(text)
@@ -739,7 +740,7 @@ class TechnicianScreen(Screen):
         self.cancel = button("", "ghost")
         self.cancel.clicked.connect(self._emit("tech_cancel"))
         self.ok = button("OK", "primary")
-        self.ok.clicked.connect(lambda: self.pin_entered.emit(self.pin))
+        self.ok.clicked.connect(lambda: emit(self.pin_entered, self.pin))
         brow.addWidget(self.cancel)
         brow.addWidget(self.ok)
         brow.addStretch(1)

@@ -30,6 +30,7 @@ from kiosk.qt import (
     QVBoxLayout,
     QWidget,
     Signal,
+    emit,
 )
 
 
@@ -280,7 +281,7 @@ class Keypad(QWidget):
         for i, k in enumerate(keys):
             text = {"<": "⌫", "C": "C"}.get(k, k)
             b = button(text, "key")
-            b.clicked.connect(lambda _=False, k=k: self.key.emit(k))
+            b.clicked.connect(lambda _=False, k=k: emit(self.key, k))
             grid.addWidget(b, i // 3, i % 3)
             self.buttons[k] = b
 
@@ -352,7 +353,7 @@ class Header(QFrame):
         self._taps = [t for t in self._taps if now - t < self.TAP_WINDOW_S] + [now]
         if len(self._taps) >= self.TAPS:
             self._taps = []
-            self.secret_gesture.emit()
+            emit(self.secret_gesture)
 
 
 class Icon(QWidget):

@@ -33,6 +33,7 @@ from kiosk.qt import (
     QVBoxLayout,
     QWidget,
     Signal,
+    emit,
 )
 from kiosk.screens import (
     DeviceCheckScreen,
@@ -273,12 +274,13 @@ class KioskWindow(QWidget):
         self.bridge.media_frame.connect(self.question.set_video_frame)
         if pipeline is not None:
             # Worker threads -> signals; the QImage conversion happens on the camera thread.
-            pipeline.on_preview = lambda f: self.bridge.preview.emit(to_qimage(f.image, 480))
-            pipeline.on_faces = self.bridge.faces.emit
-            pipeline.on_presence = self.bridge.presence.emit
-            pipeline.on_hardware = self.bridge.hardware.emit
-            pipeline.on_answer = self.bridge.answer.emit
-            pipeline.on_answer_error = self.bridge.answer_error.emit
+            pipeline.on_preview = lambda f: emit(self.bridge.preview, to_qimage(f.image, 480))
+            b = self.bridge
+            pipeline.on_faces = lambda n: emit(b.faces, n)
+            pipeline.on_presence = lambda change: emit(b.presence, change)
+            pipeline.on_hardware = lambda comp, detail: emit(b.hardware, comp, detail)
+            pipeline.on_answer = lambda result: emit(b.answer, result)
+            pipeline.on_answer_error = lambda detail: emit(b.answer_error, detail)
 
         self.stall = StallMonitor(self)
         self._tick = QTimer(self)
@@ -295,7 +297,7 @@ class KioskWindow(QWidget):
         self.bridge.pin.connect(self._pin_result)
         self.bridge.tech_info.connect(lambda text: self.tech.show_panel(text) if self.technician else None)
         # The machine publishes on the session thread; the signal brings the view here.
-        machine.subscribe(self.bridge.view.emit)
+        machine.subscribe(lambda view: emit(self.bridge.view, view))
         self.session = SessionThread()
         self._qr_pending = False
         self._poll_pending = False
@@ -465,7 +467,7 @@ class KioskWindow(QWidget):
             self.question.next.setEnabled(True)
         if state in (S.PREPARE, S.REVIEW):
             self.question.next.setEnabled(True)
-        self.screen_changed.emit(self._screen_for(state))
+        emit(self.screen_changed, self._screen_for(state))
         self.shown_states.append(self._screen_for(state))
 
     def _render(self) -> None:
@@ -567,7 +569,7 @@ class KioskWindow(QWidget):
             except Exception:
                 log.exception("could not create a sign-in QR state")
                 qr = None
-            self.bridge.qr.emit(qr, self._wecom_warning(now), matrix)
+            emit(self.bridge.qr, qr, self._wecom_warning(now), matrix)
 
         self.session.post(make)
 
@@ -592,7 +594,7 @@ class KioskWindow(QWidget):
             finally:
                 self._poll_pending = False
             if row is not None:
-                self.bridge.verification.emit(row)
+                emit(self.bridge.verification, row)
 
         self.session.post(poll)
 
@@ -628,7 +630,7 @@ class KioskWindow(QWidget):
             except Exception:
                 log.exception("interview code sign-in failed")
                 row = None
-            self.bridge.verification.emit(row)
+            emit(self.bridge.verification, row)
 
         self.session.post(check)
 
@@ -756,7 +758,7 @@ class KioskWindow(QWidget):
             except Exception as exc:
                 log.exception("self-test failed")
                 results = exc
-            self.bridge.selftest.emit(results)
+            emit(self.bridge.selftest, results)
 
         threading.Thread(target=work, name="selftest", daemon=True).start()
 
@@ -782,7 +784,7 @@ class KioskWindow(QWidget):
         mic = row(["microphone", "mic_noise_floor", "mic_level"])
         self.check.set_results({"camera": cam, "face": face, "mic": mic})
         if self.technician:
-            self.session.post(lambda: self.bridge.tech_info.emit(self._technician_info()))
+            self.session.post(lambda: emit(self.bridge.tech_info, self._technician_info()))
         dead = [n for n in ("camera", "microphone") if n in by and not by[n].ok]
         if dead and self.state == S.DEVICE_CHECK:
             self._send(ses.DeviceCheckFailed(by[dead[0]].hint_en))
@@ -819,7 +821,7 @@ class KioskWindow(QWidget):
         except Exception:
             log.exception("video prompt cannot be played")
             return
-        cam.on_frame(lambda f: self.bridge.media_frame.emit(to_qimage(f.image, 640, mirror=False)))
+        cam.on_frame(lambda f: emit(self.bridge.media_frame, to_qimage(f.image, 640, mirror=False)))
         cam.start()
         self._video_prompt = cam
 
@@ -848,7 +850,7 @@ class KioskWindow(QWidget):
         self.tech.refresh(self.view, self.lang)
         self.tech.show_pin("")
         self.header.help.hide()
-        self.session.post(lambda: self.bridge.pin.emit(False, "opened", self._pin_message()))
+        self.session.post(lambda: emit(self.bridge.pin, False, "opened", self._pin_message()))
 
     def _pin_message(self, reason: str = "") -> str:
         """Runs on the session thread (reads the lockout state from the store)."""
@@ -873,7 +875,7 @@ class KioskWindow(QWidget):
                     self.audit.append("technician", "technician.pin", {"ok": ok, "reason": reason})
                 except Exception:
                     log.exception("audit of a PIN attempt failed")
-            self.bridge.pin.emit(ok, reason, "" if ok else self._pin_message(reason))
+            emit(self.bridge.pin, ok, reason, "" if ok else self._pin_message(reason))
 
         self.session.post(check)
 
@@ -888,7 +890,7 @@ class KioskWindow(QWidget):
         if ok:
             self.technician = True
             self.tech.show_panel("…")
-            self.session.post(lambda: self.bridge.tech_info.emit(self._technician_info()))
+            self.session.post(lambda: emit(self.bridge.tech_info, self._technician_info()))
         else:
             self.tech.show_pin(message)
 

@@ -344,7 +344,7 @@ class PocketsphinxRecognizer:
     engine = "pocketsphinx"
     model = "pocketsphinx en-us (bundled)"
 
-    def __init__(self, language: str = "en", *, pause_s: float = 0.6, prime_s: float = 3.0) -> None:
+    def __init__(self, language: str = "en", *, pause_s: float = 0.6, prime_s: float = 2.0) -> None:
         if language != "en":
             raise ModelError(f"pocketsphinx has only a US-English model; no model for {language!r}")
         try:

@@ -363,7 +363,10 @@ def bench_live(engine: str, seconds: float, tmp: Path) -> float:
         rec = PocketsphinxRecognizer()
         pcm = read_wav(speak(samples["swe-02"]["text"], "en", tmp / "en-live.wav"))
     n = int(seconds * 30)
-    frames = _frames(n, [("present", 6), ("away", 2), ("present", seconds)])
+    # A 4 s loop (3 s facing, 1 s turned away) replayed: frames held in memory for the run
+    # must not dominate the peak-memory figure.
+    loop = _frames(120, [("present", 3.0), ("away", 1.0)])
+    frames = [loop[i % len(loop)] for i in range(n)]
     pcm = np.resize(pcm, int(seconds * 16000))
     la = LiveAnswerAnalyzer(q, job, recognizer=rec)
     t0 = time.monotonic()
@@ -403,7 +406,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        emit("face_fps", bench_face(_frames(args.face_frames)), "frames/s", target=">= 30")
+        loop = _frames(90)
+        emit(
+            "face_fps",
+            bench_face([loop[i % 90] for i in range(args.face_frames)]),
+            "frames/s",
+            target=">= 30",
+        )
+        del loop
         for name, (wall, cpu) in bench_asr(tmp).items():
             # cpu_rtf: CPU seconds per audio second, less inflated by a busy machine
             emit(name, wall, "x realtime", target="<= 0.5", cpu_rtf=round(cpu, 3))

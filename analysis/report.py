@@ -90,6 +90,7 @@ def build_report(view: Any, answers: list[Any]) -> dict[str, Any]:
     job = view.job
     if job is None:
         raise ValueError("build_report: the session view carries no job")
+    names = getattr(view, "dimension_names", None) or {}
     questions = {q.id: q for q in (view.questions or ())}
     scores: list[AnswerScore] = []
     rows: list[dict[str, Any]] = []
@@ -171,6 +172,7 @@ def build_report(view: Any, answers: list[Any]) -> dict[str, Any]:
         "planned": view.total,
         "answers": rows,
         "integrity_flags": sorted(flags),
+        **({"dimension_names": {d: _title(n) for d, n in names.items()}} if names else {}),
         "evidence": session.evidence,
         "note": NOTE,
     }
@@ -300,11 +302,26 @@ def _fmt(x: Any, nd: int = 1) -> str:
     return str(x)
 
 
-def render_html(result_record: dict[str, Any], lang: str = "zh") -> str:
-    """A standalone HTML report (charts embedded) for HR, in "zh" or "en"."""
+def render_html(
+    result_record: dict[str, Any],
+    lang: str = "zh",
+    *,
+    dimension_names: dict[str, Any] | None = None,
+) -> str:
+    """A standalone HTML report (charts embedded) for HR, in "zh" or "en".
+    `dimension_names` (the bank's dimension id -> Bilingual / {"zh","en"}) labels the
+    competencies; the report section's own `dimension_names` are used otherwise."""
     lang = "zh" if lang.startswith("zh") else "en"
     zh = lang == "zh"
     rec = result_record
+    if dimension_names:
+        rec = {
+            **rec,
+            "report": {
+                **(rec.get("report") or {}),
+                "dimension_names": {d: _title(n) for d, n in dimension_names.items()},
+            },
+        }
     rep = rec.get("report") or {}
     job = rep.get("job") or {}
     title = (job.get("title") or {}).get(lang) or rec.get("job_id", "")

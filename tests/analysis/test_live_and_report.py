@@ -62,7 +62,15 @@ def scripted_answer(bank, sample_answers, media):
     for t in threads:
         t.join()
     text, analysis = la.finish()
-    return {"job": job, "q": q, "text": text, "analysis": analysis, "captions": captions, "frames": len(frames), "seconds": seconds}
+    return {
+        "job": job,
+        "q": q,
+        "text": text,
+        "analysis": analysis,
+        "captions": captions,
+        "frames": len(frames),
+        "seconds": seconds,
+    }
 
 
 def test_live_answer_gives_transcript_and_explained_scores(scripted_answer):
@@ -80,7 +88,9 @@ def test_live_answer_gives_transcript_and_explained_scores(scripted_answer):
     assert 60 <= a["score"]["score"] <= 100
     face = a["face"]
     # Half the frames are analysed (15 of 30 per second), durations still come out right.
-    assert a["frames_seen"] == r["frames"] and a["frames_analysed"] == pytest.approx(r["frames"] / 2, abs=2)
+    assert a["frames_seen"] == r["frames"] and a["frames_analysed"] == pytest.approx(
+        r["frames"] / 2, abs=2
+    )
     assert face["look_away_count"] == 1
     assert face["look_away_events"][0][0] == pytest.approx(7.0, abs=0.5)
     assert face["longest_absence_s"] == pytest.approx(2.5, abs=0.4)
@@ -92,15 +102,47 @@ def test_live_answer_gives_transcript_and_explained_scores(scripted_answer):
 def test_report_section_and_html_from_the_scripted_answer(scripted_answer):
     r = scripted_answer
     job, q = r["job"], r["q"]
-    view = SessionView(state=State.DONE, session_id="s-1", job_id=job.id, language="en", total=1, job=job, questions=(q,))
-    row = AnswerRow(id="a-1", session_id="s-1", question_id=q.id, idx=0, attempt=1, started=10.0, ended=10.0 + r["seconds"], transcript=r["text"], analysis=r["analysis"], media=[])
+    view = SessionView(
+        state=State.DONE,
+        session_id="s-1",
+        job_id=job.id,
+        language="en",
+        total=1,
+        job=job,
+        questions=(q,),
+    )
+    row = AnswerRow(
+        id="a-1",
+        session_id="s-1",
+        question_id=q.id,
+        idx=0,
+        attempt=1,
+        started=10.0,
+        ended=10.0 + r["seconds"],
+        transcript=r["text"],
+        analysis=r["analysis"],
+        media=[],
+    )
     rep = build_report(view, [row])
     assert rep == build_report(view, [row]), "the report must be deterministic"
     assert rep["answers"][0]["score"] == r["analysis"]["score"]["score"]
-    assert rep["total"] == pytest.approx(rep["dimensions"]["problem_solving"]["score"] * 0.35 / 0.6 + rep["dimensions"]["technical_depth"]["score"] * 0.25 / 0.6, abs=0.1)
+    assert rep["total"] == pytest.approx(
+        rep["dimensions"]["problem_solving"]["score"] * 0.35 / 0.6
+        + rep["dimensions"]["technical_depth"]["score"] * 0.25 / 0.6,
+        abs=0.1,
+    )
     assert rep["recommendation"] in ("yes", "maybe", "no")
     assert rep["evidence"]["not_assessed"] == ["teamwork", "learning_agility"]
-    record = {"job_id": job.id, "candidate": {"ref": "r-1", "masked_name": "J*****"}, "started": 0, "ended": 60, "end_reason": "completed", "answers": [{"question_id": q.id, "attempt": 1, "transcript": r["text"]}], "report": rep, "integrity_flags": ["left_frame"]}
+    record = {
+        "job_id": job.id,
+        "candidate": {"ref": "r-1", "masked_name": "J*****"},
+        "started": 0,
+        "ended": 60,
+        "end_reason": "completed",
+        "answers": [{"question_id": q.id, "attempt": 1, "transcript": r["text"]}],
+        "report": rep,
+        "integrity_flags": ["left_frame"],
+    }
     for lang in ("zh", "en"):
         html = render_html(record, lang)
         for section in ("note", "summary", "flags", "attention", "answers", "answer-1", "method"):
@@ -112,33 +154,96 @@ def test_report_section_and_html_from_the_scripted_answer(scripted_answer):
 
 
 def _fake_answer(q, idx, text, face=None, seconds=40.0):
-    return AnswerRow(id=f"a{idx}", session_id="s", question_id=q.id, idx=idx, attempt=1, started=0.0, ended=seconds, transcript=text, analysis={"transcript": {"text": text, "words": [], "engine": "vosk", "model": "m", "biased": False}, "face": face}, media=[])
+    return AnswerRow(
+        id=f"a{idx}",
+        session_id="s",
+        question_id=q.id,
+        idx=idx,
+        attempt=1,
+        started=0.0,
+        ended=seconds,
+        transcript=text,
+        analysis={
+            "transcript": {
+                "text": text,
+                "words": [],
+                "engine": "vosk",
+                "model": "m",
+                "biased": False,
+            },
+            "face": face,
+        },
+        media=[],
+    )
 
 
 def test_report_flags_integrity_and_draws_the_radar(bank, sample_answers):
     job = bank.job("sales_rep")
     qids = ["sales-01", "sales-02", "sales-03", "sales-04"]
     qs = [bank.question(x) for x in qids]
-    two = {"frames": 100, "face_present_ratio": 1.0, "facing_ratio": 1.0, "smile_ratio": 0.1, "multi_face_frames": 12, "longest_absence_s": 0.0, "timeline": [[0.0, "facing"], [0.5, "multiple"]]}
-    gone = {"frames": 100, "face_present_ratio": 0.5, "facing_ratio": 1.0, "smile_ratio": 0.0, "multi_face_frames": 0, "longest_absence_s": 15.0, "timeline": [[0.0, "absent"]]}
+    two = {
+        "frames": 100,
+        "face_present_ratio": 1.0,
+        "facing_ratio": 1.0,
+        "smile_ratio": 0.1,
+        "multi_face_frames": 12,
+        "longest_absence_s": 0.0,
+        "timeline": [[0.0, "facing"], [0.5, "multiple"]],
+    }
+    gone = {
+        "frames": 100,
+        "face_present_ratio": 0.5,
+        "facing_ratio": 1.0,
+        "smile_ratio": 0.0,
+        "multi_face_frames": 0,
+        "longest_absence_s": 15.0,
+        "timeline": [[0.0, "absent"]],
+    }
     rows = [
         _fake_answer(qs[0], 0, sample_answers["sales-01"]["text"], two),
-        _fake_answer(qs[1], 1, "我先了解客户的需求，耐心倾听他的顾虑，然后推荐合适的方案，最后成交了。", gone),
+        _fake_answer(
+            qs[1], 1, "我先了解客户的需求，耐心倾听他的顾虑，然后推荐合适的方案，最后成交了。", gone
+        ),
         _fake_answer(qs[2], 2, ""),
         _fake_answer(qs[3], 3, "我的目标是每个月完成业绩，我每天做计划。"),
     ]
-    view = SessionView(state=State.DONE, session_id="s", job_id=job.id, language="zh", total=5, job=job, questions=tuple(qs))
+    view = SessionView(
+        state=State.DONE,
+        session_id="s",
+        job_id=job.id,
+        language="zh",
+        total=5,
+        job=job,
+        questions=tuple(qs),
+    )
     rep = build_report(view, rows)
     assert rep["integrity_flags"] == ["long_absence", "multiple_faces", "no_speech"]
     assert rep["planned"] == 5 and rep["answered"] == 4
-    record = {"job_id": job.id, "candidate": {"ref": "r", "masked_name": "王*"}, "answers": [{"question_id": a.question_id, "attempt": 1, "transcript": a.transcript} for a in rows], "report": rep, "integrity_flags": []}
+    record = {
+        "job_id": job.id,
+        "candidate": {"ref": "r", "masked_name": "王*"},
+        "answers": [
+            {"question_id": a.question_id, "attempt": 1, "transcript": a.transcript} for a in rows
+        ],
+        "report": rep,
+        "integrity_flags": [],
+    }
     html = render_html(record, "zh")
     assert "id='radar'" in html
     assert "画面中出现过不止一张脸" in html and "候选人曾长时间离开画面" in html
     assert "销售代表" in html and "王*" in html
     # candidate text is escaped, never injected
     rows[3] = _fake_answer(qs[3], 3, "<script>alert(1)</script>")
-    html = render_html({**record, "report": build_report(view, rows), "answers": [{"question_id": qs[3].id, "attempt": 1, "transcript": "<script>alert(1)</script>"}]}, "en")
+    html = render_html(
+        {
+            **record,
+            "report": build_report(view, rows),
+            "answers": [
+                {"question_id": qs[3].id, "attempt": 1, "transcript": "<script>alert(1)</script>"}
+            ],
+        },
+        "en",
+    )
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert not re.search(r"<img[^>]+src='(?!data:)", html), "the HTML must stand alone"
 
@@ -161,13 +266,44 @@ def test_skipped_frames_return_the_latest_observation(bank):
 
     job, q = bank.job("software_engineer"), bank.question("swe-05")
     with FaceAnalyzer() as fa:
-        la = LiveAnswerAnalyzer(q, job, recognizer=PocketsphinxRecognizer(), face_analyzer=fa, face_fps=10)
+        la = LiveAnswerAnalyzer(
+            q, job, recognizer=PocketsphinxRecognizer(), face_analyzer=fa, face_fps=10
+        )
         cache: dict = {}
         first = la.feed_frame(_Frame(face_frame("present", 0.0, _cache=cache), 5.0))
         second = la.feed_frame(_Frame(face_frame("absent", 0.033, _cache=cache), 5.033))
         third = la.feed_frame(_Frame(face_frame("absent", 0.1, _cache=cache), 5.1))
-        assert first.faces == 1 and second is first, "a skipped frame reports the latest observation"
+        assert first.faces == 1 and second is first, (
+            "a skipped frame reports the latest observation"
+        )
         assert third.faces == 0
         text, analysis = la.finish(duration_s=1.0)
         assert analysis["frames_seen"] == 3 and analysis["frames_analysed"] == 2
-        assert text == "" and analysis["score"]["evidence"]["delivery"]["note"] == "no speech was recognised"
+        assert (
+            text == ""
+            and analysis["score"]["evidence"]["delivery"]["note"] == "no speech was recognised"
+        )
+
+
+def test_competencies_are_labelled_with_the_bank_names(bank):
+    job = bank.job("sales_rep")
+    qs = [bank.question(x) for x in ("sales-01", "sales-02", "sales-03")]
+    view = SessionView(
+        state=State.DONE,
+        session_id="s",
+        job_id=job.id,
+        language="zh",
+        total=3,
+        job=job,
+        questions=tuple(qs),
+    )
+    rows = [_fake_answer(q, i, "我很重视客户的需求，也会坚持跟进。") for i, q in enumerate(qs)]
+    record = {
+        "job_id": job.id,
+        "candidate": {"ref": "r"},
+        "answers": [],
+        "report": build_report(view, rows),
+    }
+    html = render_html(record, "zh", dimension_names=bank.dimensions)
+    assert "客户导向" in html and "抗压与韧性" in html
+    assert "Customer focus" in render_html(record, "en", dimension_names=bank.dimensions)

@@ -71,6 +71,7 @@ def speak(
         _run(["espeak-ng", "-v", VOICES[lang], "-s", str(speed_wpm), "-w", str(raw), text])
         cmd = [
             "sox",
+            "-R",  # repeatable dither: same text, same samples
             str(raw),
             "-r",
             "16000",

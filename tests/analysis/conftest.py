@@ -26,7 +26,9 @@ def bank():
 
 @pytest.fixture(scope="session")
 def sample_answers() -> dict:
-    return json.loads((REPO / "examples" / "sample_answers.json").read_text(encoding="utf-8"))["answers"]
+    return json.loads((REPO / "examples" / "sample_answers.json").read_text(encoding="utf-8"))[
+        "answers"
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +50,7 @@ class MediaCache:
         return self.root / f"{kind}-{h}{suffix}"
 
     def speech(self, text: str, lang: str) -> Path:
-        p = self._path("speech-v2", [text, lang], ".wav")
+        p = self._path("speech-v3", [text, lang], ".wav")
         if not p.exists():
             tmp = p.with_suffix(".tmp.wav")
             speak(text, lang, tmp)

@@ -26,7 +26,10 @@ def analyzer():
 @pytest.fixture(scope="module")
 def frames():
     cache: dict = {}
-    return {seg: [face_frame(seg, t, _cache=cache) for t in (0.0, 0.8, 1.6, 2.4)] for seg in ("present", "away", "absent", "two_faces", "dark")}
+    return {
+        seg: [face_frame(seg, t, _cache=cache) for t in (0.0, 0.8, 1.6, 2.4)]
+        for seg in ("present", "away", "absent", "two_faces", "dark")
+    }
 
 
 def test_present_face_is_found_facing_the_camera_under_motion(analyzer, frames):
@@ -88,7 +91,11 @@ def test_two_faces_and_blank_frames(analyzer, frames):
     assert two.faces == 2
     assert "multiple_faces" in two.quality
     assert "其他人" in two.hint("zh")
-    for img in (np.zeros((480, 640, 3), np.uint8), np.full((480, 640, 3), 255, np.uint8), frames["absent"][0]):
+    for img in (
+        np.zeros((480, 640, 3), np.uint8),
+        np.full((480, 640, 3), 255, np.uint8),
+        frames["absent"][0],
+    ):
         obs = analyzer.analyze(img)
         assert obs.faces == 0 and obs.facing is None and obs.box is None
         assert "no_face" in obs.quality
@@ -101,11 +108,19 @@ def test_bad_input_is_refused_clearly(analyzer):
 
 
 def _obs(faces: int, facing: bool | None = True, smiling: bool = False) -> FaceObservation:
-    return FaceObservation(faces=faces, facing=facing if faces else None, smiling=smiling, looking=bool(facing))
+    return FaceObservation(
+        faces=faces, facing=facing if faces else None, smiling=smiling, looking=bool(facing)
+    )
 
 
 def test_attention_aggregate_counts_time_not_frames():
-    script = [(0.0, 4.0, _obs(1)), (4.0, 6.0, _obs(1, facing=False)), (6.0, 9.0, _obs(0)), (9.0, 9.5, _obs(2)), (9.5, 12.0, _obs(1, smiling=True))]
+    script = [
+        (0.0, 4.0, _obs(1)),
+        (4.0, 6.0, _obs(1, facing=False)),
+        (6.0, 9.0, _obs(0)),
+        (9.0, 9.5, _obs(2)),
+        (9.5, 12.0, _obs(1, smiling=True)),
+    ]
 
     def run(fps: float) -> dict:
         agg = AttentionAggregator()
@@ -128,6 +143,11 @@ def test_attention_aggregate_counts_time_not_frames():
         assert s["facing_ratio"] == pytest.approx(7 / 9, abs=0.02)
         assert s["smile_ratio"] == pytest.approx(2.5 / 9, abs=0.02)
     states = dict((t, st) for t, st in full["timeline"])
-    assert states[1.0] == "facing" and states[5.0] == "away" and states[7.0] == "absent" and states[9.0] == "multiple"
+    assert (
+        states[1.0] == "facing"
+        and states[5.0] == "away"
+        and states[7.0] == "absent"
+        and states[9.0] == "multiple"
+    )
     assert full["thresholds"]["yaw_deg"] == YAW_LIMIT_DEG
     assert AttentionAggregator().summary()["frames"] == 0

@@ -71,7 +71,9 @@ def test_vosk_grammar_restricted_recognises_the_korean_phrases(ko_model_dir, ko_
     assert "안녕하세요" in heard and "감사합니다" in heard
     assert heard.index("안녕하세요") < heard.index("감사합니다")
     assert t.biased and t.grammar == ["안녕하세요", "감사합니다"]
-    assert t.grammar_dropped == ["없는단어조합"], "an unspellable phrase must be reported, not silently used"
+    assert t.grammar_dropped == ["없는단어조합"], (
+        "an unspellable phrase must be reported, not silently used"
+    )
     assert [w.word for w in t.keyword_hits] == heard
 
 
@@ -83,7 +85,9 @@ def test_vosk_dual_pass_is_refused_for_a_model_without_unk(ko_recognizer, ko_pcm
     assert t.words, "the free transcript must still be produced"
 
 
-def test_recognizer_choice_follows_config_and_does_not_care_about_language(make_settings, ko_model_dir):
+def test_recognizer_choice_follows_config_and_does_not_care_about_language(
+    make_settings, ko_model_dir
+):
     s = make_settings({"models": {"vosk": {"zh": str(ko_model_dir)}, "pocketsphinx_en": True}})
     zh = make_recognizer(s, "zh")
     assert isinstance(zh, VoskRecognizer) and zh.language == "zh"

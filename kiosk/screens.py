@@ -574,7 +574,7 @@ class QuestionScreen(Screen):
         ql = QVBoxLayout(qcard)
         ql.setContentsMargins(44, 32, 44, 28)
         ql.setSpacing(14)
-        self.question = label("", "question")
+        self.question = label("", "question", align=Qt.AlignLeft | Qt.AlignTop)
         self.question.setTextInteractionFlags(Qt.NoTextInteraction)
         ql.addWidget(self.question)
         self.media = QLabel()

@@ -160,11 +160,13 @@ class StallMonitor(QObject):
         """The caller blocks the loop on purpose (a test or demo screenshot): not a stall."""
         self._skip = True
 
+    WARMUP_MS = 3000   # first layout, style sheet and CJK font loading: once, at start-up
+
     def _beat(self) -> None:
         now = self._clock.elapsed()
         stall = now - self._last - self.interval_ms
         self._last = now
-        if getattr(self, "_skip", False):
+        if getattr(self, "_skip", False) or now < self.WARMUP_MS:
             self._skip = False
             return
         self.samples += 1

@@ -15,7 +15,7 @@ from device.config import ConfigError, load_settings, resolve_config_path
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sync.daemon import software_version
+    from device.version import software_version
 
     p = argparse.ArgumentParser(
         prog="interview-sync",

@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+from device.version import software_version
 from sync.connector.settings import ConnectorConfigError, ConnectorSettings, load_connector_settings
 
 CONFIG_ENV = "INTERVIEW_HR_CONFIG"
@@ -251,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and config.",
     )
     p.add_argument("--config", help=f"connector config (default ${CONFIG_ENV} or {DEFAULT_CONFIG})")
+    p.add_argument("--version", action="version", version=f"interview-hr {software_version()}")
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 

@@ -14,27 +14,25 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 
 from device import sdnotify
 from device.records import HeartbeatRecord, StatusRecord
+from device.version import software_version
 from sync.cache import DownlinkCache, DownlinkRejected
 from sync.https import HttpsUplink
 from sync.mqtt import MqttLink
-from sync.outbox import OutboxDelivery, deliver_clips_once
+from sync.outbox import (
+    WECOM_OFF_NOTE,
+    OutboxDelivery,
+    deliver_clips_once,
+    settle_unsendable_notify,
+)
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.1          # how often the store is checked for rows the kiosk committed
 IDLE_POLL_S = 0.5     # when nothing can be sent (no transport): still never a busy loop
-
-
-def software_version() -> str:
-    try:
-        return metadata.version("interview-kiosk")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
 
 
 class SyncDaemon:
@@ -71,6 +69,9 @@ class SyncDaemon:
         self._hb_requested = False
         self._threads: list[threading.Thread] = []
         self._start_wecom = start_wecom and not once
+        # Without [wecom] the notify rows (HR's WeCom messages) can never be sent: they are
+        # settled as they come. With [wecom] they wait, even while WeCom cannot start.
+        self._settle_notify = settings.wecom is None
         self.once = once
         self.topic_base = f"kiosk/v1/{dev.tenant}/{dev.id}"
 
@@ -135,6 +136,10 @@ class SyncDaemon:
             t = threading.Thread(target=self._clip_loop, name="sync-clips", daemon=True)
             t.start()
             self._threads.append(t)
+        if self._settle_notify:
+            log.warning("[wecom] is not configured: WeCom messages to HR (help requests, interviews "
+                        "started and finished) are not sent and are marked %r instead of waiting "
+                        "in the outbox; enrol with WeCom details to send them", WECOM_OFF_NOTE)
         if self._start_wecom and self.settings.wecom is not None:
             try:
                 from sync.wecom import start_wecom
@@ -157,6 +162,11 @@ class SyncDaemon:
     def step(self) -> int:
         """One pass: downlink, delivery, heartbeat. Returns rows sent."""
         self._handle_downlinks()
+        if self._settle_notify:
+            # Before the heartbeat, so its backlog is only what still has to be delivered.
+            settled = settle_unsendable_notify(self.store, self.clock())
+            if settled:
+                log.debug("%d WeCom message(s) for HR not sent: [wecom] is not configured", settled)
         sent = self.delivery.step()
         now = self.clock()
         if self._hb_requested or now >= self._hb_due:

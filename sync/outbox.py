@@ -2,7 +2,8 @@
 published QoS 1 over MQTT, or posted over HTTPS when the broker has been unreachable for
 ``fallback_after_s``; it is marked delivered only on the broker's successful PUBACK or an
 HTTPS 2xx, and a failure schedules a retry with exponential backoff and jitter.
-It never deletes or skips an undelivered row and never busy-loops.
+It never deletes or skips an undelivered row (except `notify` rows on a device without WeCom,
+which nobody could send: those are settled with a note) and never busy-loops.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ log = logging.getLogger(__name__)
 
 UPLINK_KINDS = ("result", "event", "status", "heartbeat")
 CLIP_KIND = "clip"
+NOTIFY_KIND = "notify"
 LEASE_MARK = "in flight: waiting for PUBACK"
+WECOM_OFF_NOTE = "wecom not configured: HR message not sent"
 
 
 def backoff_delay(attempts: int, *, base: float = 2.0, cap: float = 300.0,
@@ -272,3 +275,22 @@ def deliver_clips_once(store, https: HttpsUplink, *, clock: Callable[[], float] 
         store.mark_delivered(row.id, clock())
         done += 1
     return done
+
+
+def settle_unsendable_notify(store, now: float, note: str = WECOM_OFF_NOTE) -> int:
+    """On a device without ``[wecom]`` nobody will ever send the ``notify`` rows the session
+    machine queues: mark them delivered with ``note`` (kept in ``last_error``) so they neither
+    look like a backlog (status, the heartbeat's oldest age, the HR side's undelivered alarm)
+    nor keep their session from retention. Only for that case: with WeCom configured, notify
+    rows wait for the notifier however long it is down. Returns the rows settled."""
+    with store.lock:  # a read first: the daemon calls this every pass, and writes rarely
+        pending = store.db.execute(
+            "SELECT 1 FROM outbox WHERE delivered IS NULL AND kind = ? LIMIT 1", (NOTIFY_KIND,)
+        ).fetchone()
+    if pending is None:
+        return 0
+    with store.transaction():
+        cur = store.db.execute(
+            "UPDATE outbox SET delivered = ?, last_error = ? WHERE delivered IS NULL AND kind = ?",
+            (now, note, NOTIFY_KIND))
+        return cur.rowcount

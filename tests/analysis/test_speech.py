@@ -22,7 +22,7 @@ from hardware.synthetic import read_wav
 
 KO_TEXT = "안녕하세요. 저는 학생입니다. 감사합니다."
 # Measured on these three answers (espeak-ng Klatt voice, pocketsphinx 5.1.1 bundled model):
-# WER 0.23, 0.16, 0.12 (mean 0.17). The bound leaves room for other machines' arithmetic.
+# WER 0.20, 0.17, 0.12 (mean 0.17; 0.21 over all six English sample answers). The bound leaves room for other machines' arithmetic.
 WER_BOUND = 0.35
 
 

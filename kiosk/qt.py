@@ -16,6 +16,7 @@ for _var in ("QT_QPA_PLATFORM_PLUGIN_PATH", "QT_QPA_FONTDIR"):
     if "cv2" in os.environ.get(_var, ""):
         os.environ.pop(_var, None)
 
+from PySide6 import __version__ as PYSIDE_VERSION  # noqa: E402
 from PySide6.QtCore import (  # noqa: E402
     QBuffer,
     QByteArray,
@@ -95,6 +96,19 @@ def emit(signal, *args) -> None:
         ctypes.pythonapi.Py_IncRef(ctypes.py_object(ok))
 
 
+def void_calls_keep_none() -> bool:
+    """False on a broken PySide6 build (6.12.0 wheels on Python 3.11): every void method
+    call drops a reference to None, and the kiosk aborts with "none_dealloc" within minutes.
+    pyproject pins PySide6-Essentials<6.12; this catches a wrong environment at start-up."""
+    import sys
+
+    obj = QObject()
+    before = sys.getrefcount(None)
+    for _ in range(16):
+        obj.setObjectName("probe")
+    return sys.getrefcount(None) >= before
+
+
 def clear_cv2_qt_env() -> None:
     """Call again after importing cv2 and before creating the QApplication."""
     for var in ("QT_QPA_PLATFORM_PLUGIN_PATH", "QT_QPA_FONTDIR"):
@@ -124,6 +138,10 @@ def make_app(argv: list[str] | None = None, *, headless: bool = False) -> QAppli
     app = QApplication.instance()
     if app is None:
         app = QApplication(argv or ["interview-kiosk"])
+    if not void_calls_keep_none():
+        logging.getLogger(__name__).error(
+            "this PySide6 build (%s) corrupts Python's reference counts on this Python; the "
+            "kiosk will crash. Install PySide6-Essentials<6.12 (pip install -e .)", PYSIDE_VERSION)
     return app
 
 
@@ -134,5 +152,5 @@ __all__ = [
     "QLabel", "QLineEdit", "QLinearGradient", "QObject", "QPainter", "QPainterPath", "QPen",
     "QPixmap", "QPoint", "QPointF", "QPushButton", "QRect", "QRectF", "QShortcut", "QSize",
     "QSizePolicy", "QStackedWidget", "QThread", "QTimer", "QVBoxLayout", "QWidget", "Qt",
-    "Signal", "Slot", "clear_cv2_qt_env", "emit", "make_app",
+    "Signal", "Slot", "clear_cv2_qt_env", "emit", "make_app", "void_calls_keep_none",
 ]

@@ -283,7 +283,8 @@ class VoskRecognizer:
             self._words += _words_of(json.loads(self._main.Result()))
             self._partial = ""
         else:
-            self._partial = json.loads(self._main.PartialResult()).get("partial", "")
+            partial = json.loads(self._main.PartialResult()).get("partial", "")
+            self._partial = join_words(partial.split(), self.language)
         if self._kw is not None and self._kw.AcceptWaveform(data):
             self._hits += _words_of(json.loads(self._kw.Result()))
         stable = join_words([w.word for w in self._words], self.language)

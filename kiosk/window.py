@@ -527,6 +527,7 @@ class KioskWindow(QWidget):
         view = self.machine.view
         screen = self.current_screen()
         screen.tick(view)
+        screen.fit_text()   # converges on the final widths a moment after a screen change
         if self.state == S.ANSWER and self.pipeline is not None:
             self.question.set_captions(self.pipeline.partial_text)
             remaining = getattr(view, "remaining_s", None)

@@ -90,10 +90,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _exit(code: int) -> None:
-    """Leave without the interpreter's final garbage collection: everything is closed and
-    flushed by now, and tearing down Qt, OpenCV and mediapipe objects in arbitrary order at
-    exit can crash (seen: "none_dealloc" abort after a complete demo), which would turn a
-    good run into a failed `make demo` or a systemd restart loop."""
+    """Leave without the interpreter's final garbage collection: the store is closed and
+    the logs flushed by now, and tearing down Qt, OpenCV and mediapipe objects in arbitrary
+    order at exit is where native extensions crash, which would turn a good run into a
+    failed `make demo` or a systemd restart loop."""
     sys.stdout.flush()
     sys.stderr.flush()
     logging.shutdown()

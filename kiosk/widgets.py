@@ -58,6 +58,8 @@ def label(text: str = "", name: str = "body", *, wrap: bool = True, align=None) 
         lab.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Maximum)
     if align is not None:
         lab.setAlignment(align)
+    elif wrap:
+        lab.setAlignment(Qt.AlignLeft | Qt.AlignTop)   # lines start at the top of their box
     return lab
 
 

@@ -302,8 +302,22 @@ class FileCamera(_ThreadedCamera):
             self._next_due = time.monotonic()  # fell behind (loaded CPU): don't burst
 
 
-def camera_from_settings(settings) -> OpenCVCamera:
-    """The configured camera (kiosk.camera: index or path, width, height, fps)."""
+def is_video_file(source: int | str) -> bool:
+    """kiosk.camera.source names a video file (not an index like 0 / "0", not a /dev node)."""
+    return isinstance(source, str) and bool(source) and not source.isdigit() and not source.startswith("/dev/")
+
+
+def camera_from_settings(settings, *, pace: str = "real", loop: bool = True) -> CameraSource:
+    """The configured camera, opened the same way by the kiosk and by the self-test.
+
+    kiosk.camera.source: an index (0 or "0" = /dev/video0) or a device path -> OpenCVCamera
+    at the configured width/height/fps; any other path -> FileCamera playing that video
+    (looping by default, so a demo or bench terminal never "unplugs" at the end of the file).
+    """
     cam = settings.kiosk.camera
-    src = getattr(cam, "path", None) or getattr(cam, "index", 0)
+    src = cam.source
+    if is_video_file(src):
+        return FileCamera(src, pace=pace, loop=loop)
+    if isinstance(src, str) and src.isdigit():
+        src = int(src)
     return OpenCVCamera(src, cam.width, cam.height, cam.fps)

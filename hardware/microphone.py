@@ -342,6 +342,24 @@ class FileMic(_MeteredMic):
                 due = time.monotonic()
 
 
-def microphone_from_settings(settings) -> SoundDeviceMic:
+def is_wav_file(device: int | str | None) -> bool:
+    """kiosk.microphone.device names a WAV file rather than a sound device."""
+    return isinstance(device, str) and device.lower().endswith(".wav")
+
+
+def microphone_from_settings(settings, *, pace: str = "real", loop: bool = False) -> MicrophoneSource:
+    """The configured microphone, opened the same way by the kiosk and by the self-test.
+
+    kiosk.microphone.device: "" (the system default), a sound device name or index
+    (5 or "5") -> SoundDeviceMic at kiosk.microphone.samplerate; a path ending in .wav ->
+    FileMic playing it (then room silence, or looping with loop=True).
+    """
     mic = settings.kiosk.microphone
-    return SoundDeviceMic(getattr(mic, "device", None), getattr(mic, "samplerate", SAMPLERATE))
+    dev = mic.device
+    if is_wav_file(dev):
+        return FileMic(dev, pace=pace, loop=loop)
+    if dev == "" or dev is None:
+        dev = None
+    elif isinstance(dev, str) and dev.isdigit():
+        dev = int(dev)
+    return SoundDeviceMic(dev, mic.samplerate)

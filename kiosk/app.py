@@ -74,20 +74,11 @@ def make_report_builder():
 def make_sources(settings, *, pace: str = "real"):
     """Camera and microphone from kiosk.camera / kiosk.microphone: a device, or (a path to
     a video / WAV file) a file-backed source."""
-    from hardware.camera import FileCamera, OpenCVCamera
-    from hardware.microphone import FileMic, SoundDeviceMic
+    from hardware.camera import camera_from_settings
+    from hardware.microphone import microphone_from_settings
 
-    cam_cfg, mic_cfg = settings.kiosk.camera, settings.kiosk.microphone
-    src = cam_cfg.source
-    if isinstance(src, str) and not src.startswith("/dev/") and not src.isdigit():
-        camera = FileCamera(src, pace=pace, loop=True)
-    else:
-        camera = OpenCVCamera(src, cam_cfg.width, cam_cfg.height, cam_cfg.fps)
-    dev = mic_cfg.device
-    if isinstance(dev, str) and dev.lower().endswith(".wav"):
-        mic = FileMic(dev, pace=pace)
-    else:
-        mic = SoundDeviceMic(dev if dev != "" else None, mic_cfg.samplerate)
+    camera = camera_from_settings(settings, pace=pace, loop=True)
+    mic = microphone_from_settings(settings, pace=pace, loop=False)
     return camera, mic
 
 

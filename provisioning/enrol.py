@@ -179,9 +179,9 @@ def scan_qr(ctx: Context, seconds: float) -> str:
     """Read the bundle's QR code with the terminal's own camera (as configured)."""
     import cv2
 
-    from provisioning.selftest import configured_camera
+    from hardware.camera import camera_from_settings
 
-    camera = configured_camera(ctx.settings())
+    camera = camera_from_settings(ctx.settings())
     detector = cv2.QRCodeDetector()
     ctx.say("请把注册二维码对准摄像头……", "Hold the enrolment QR code up to the camera…")
     camera.start()

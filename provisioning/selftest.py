@@ -21,8 +21,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from device.config import Settings
-from hardware.camera import CameraSource
-from hardware.microphone import MicrophoneSource
+from hardware.camera import camera_from_settings
+from hardware.microphone import microphone_from_settings
 from hardware.selftest import CheckResult, check_clock, check_disk, run_selftest
 from provisioning.cli import CliError, Context, ExitCode
 
@@ -246,29 +246,6 @@ def display_size() -> tuple[int, int] | None:
     return None
 
 
-def configured_camera(settings: Settings) -> CameraSource:
-    """The camera as the kiosk opens it: a device index or /dev path, or a video file."""
-    from hardware.camera import FileCamera, OpenCVCamera
-
-    cam = settings.kiosk.camera
-    src = cam.source
-    if isinstance(src, str) and not src.startswith("/dev/") and not src.isdigit():
-        return FileCamera(src, pace="real", loop=True)
-    return OpenCVCamera(int(src) if isinstance(src, str) and src.isdigit() else src,
-                        cam.width, cam.height, cam.fps)
-
-
-def configured_microphone(settings: Settings) -> MicrophoneSource:
-    """The microphone as the kiosk opens it: a sound device (name or index), or a WAV file."""
-    from hardware.microphone import FileMic, SoundDeviceMic
-
-    mic = settings.kiosk.microphone
-    dev = mic.device
-    if isinstance(dev, str) and dev.lower().endswith(".wav"):
-        return FileMic(dev, pace="real", loop=True)
-    return SoundDeviceMic(dev if dev != "" else None, mic.samplerate)
-
-
 def check_hardware(ctx: Context, args: argparse.Namespace) -> list[CheckResult]:
     settings = ctx.settings()
     results: list[CheckResult] = []
@@ -278,7 +255,7 @@ def check_hardware(ctx: Context, args: argparse.Namespace) -> list[CheckResult]:
             from hardware.camera import FileCamera
             camera = FileCamera(args.camera_file, pace="real", loop=True)
         else:
-            camera = configured_camera(settings)
+            camera = camera_from_settings(settings, loop=True)
     except Exception as e:
         results.append(_check("camera", False, f"{type(e).__name__}: {e}",
                               "摄像头无法打开，请检查连接线。", "The camera could not be opened: check its cable."))
@@ -287,7 +264,7 @@ def check_hardware(ctx: Context, args: argparse.Namespace) -> list[CheckResult]:
             from hardware.microphone import FileMic
             mic = FileMic(args.mic_file, pace="real", loop=True)
         else:
-            mic = configured_microphone(settings)
+            mic = microphone_from_settings(settings, loop=True)
     except Exception as e:
         results.append(_check("microphone", False, f"{type(e).__name__}: {e}",
                               "麦克风无法打开，请检查连接。", "The microphone could not be opened: check its connection."))

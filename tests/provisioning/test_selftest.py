@@ -107,3 +107,16 @@ def test_offline_skips_the_network_and_a_missing_chinese_model_is_named(kp: Runn
     assert "broker" not in names and "wecom" not in names
     zh = [c for c in report["checks"] if c["name"] == "model_zh"]
     assert zh and zh[0]["ok"] is False and "models install" in zh[0]["hint_en"]
+
+
+def test_the_configured_camera_and_microphone_are_what_selftest_opens(kp: Runner, device: Device, media) -> None:
+    """No --camera-file/--mic-file: kiosk.camera.source and kiosk.microphone.device are
+    files here (a bench terminal), and selftest must open them as the kiosk would."""
+    video, wav = media
+    update_config(device.config, {"kiosk.camera": {"source": str(video)},
+                                  "kiosk.microphone": {"device": str(wav)}})
+    proc = kp("selftest", "--headless", "--offline", "--seconds", "1.5", "--json")
+    checks = {c["name"]: c for c in as_json(proc)["checks"]}
+    assert "camera" not in checks and "microphone" not in checks  # both opened
+    assert checks["camera_face"]["ok"], checks["camera_face"]
+    assert checks["mic_level"]["ok"], checks["mic_level"]

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from kiosk import __version__
+from device.version import software_version
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,7 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lang", choices=("zh", "en"), help="start language (default: device.default_language)")
     p.add_argument("--windowed", action="store_true", help="a 1280x800 window instead of full screen")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    p.add_argument("--version", action="version", version=f"interview-kiosk {__version__}")
+    p.add_argument("--version", action="version", version=f"interview-kiosk {software_version()}")
     return p.parse_args(argv)
 
 

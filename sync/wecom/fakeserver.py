@@ -183,6 +183,10 @@ class FakeWecomServer:
             self.calls.append(path)
         if path == "/wwlogin/sso/login":
             return self._sso_login(query)
+        if path == "/_fake/messages" and method == "GET":
+            # Not a WeCom API: lets the demo show what HR's WeCom received (the fake only).
+            with self._lock:
+                return self._json({"messages": list(self.messages)})
         if not path.startswith("/cgi-bin/"):
             return 404, {}, b"not found"
         endpoint = path[len("/cgi-bin/") :]

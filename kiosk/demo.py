@@ -1,17 +1,27 @@
 """`interview-kiosk --demo`: a whole interview by a synthetic candidate on a throw-away
 device (data dir, keys, config, bank, roster under --out), through the real UI, the
 file-backed camera and microphone, the real state machine, analysis and encrypted store.
+The candidate signs in through WeCom: the demo runs the WeCom half of the sync service
+against a local fake WeCom (`python -m sync.wecom --fake-wecom`) and a simulated phone that
+scans the QR code off the idle screen; HR's WeCom messages land in wecom-messages.json.
 
 It writes report.json and report.html (and with --headless a screenshot per screen). It
-must never touch a real device's data directory or keys: everything lives under --out.
+must never touch a real device's data directory or keys (everything lives under --out),
+never import `sync` (the WeCom side runs as child processes), and never leave them running.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import shutil
+import signal
+import socket
+import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +34,13 @@ DEMO_PIN = "2468"
 DEMO_JOB = "software_engineer"
 DEMO_QUESTIONS = ("swe-01", "swe-02", "swe-03")
 DEMO_PREP_S = 5
+# WeCom for the demo: the fake WeCom's corp (examples/wecom_directory.json), the demo
+# candidate's member id on it, and the HR person on call who receives the messages.
+DEMO_CORP_ID = "wwdemo0000000001"
+DEMO_AGENT_ID = 1000002
+DEMO_WECOM_USER = "JordanLee"
+DEMO_HR = "HRZhang"
+WECOM_SECRET_NAME = "wecom_secret"   # sync.wecom.SECRET_NAME (the kiosk may not import sync)
 # What the synthetic candidate says, one answer per question (English: the job's language,
 # transcribed by the bundled English recognizer).
 DEMO_ANSWERS = (
@@ -67,16 +84,24 @@ def examples_dir() -> Path:
     raise FileNotFoundError("examples/question_bank.json not found (run the demo from the source tree)")
 
 
-def prepare_device(out: Path, assets) -> Path:
-    """A fresh throw-away device under out/device: config, keys, store, bank, roster.
-    Returns the config path."""
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prepare_device(out: Path, assets, callback_port: int | None = None) -> Path:
+    """A fresh throw-away device under out/device: config (WeCom sign-in on a plain-HTTP
+    callback at 127.0.0.1:`callback_port`), keys and the sealed WeCom secret, store, bank,
+    roster. Returns the config path."""
     import tomli_w
 
     from device.config import load_settings
-    from device.keys import create_master_key
+    from device.keys import SecretBox, create_master_key, load_master_key
     from device.store import Store
     from kiosk.pin import hash_pin
 
+    callback_port = callback_port or free_port()
     root = out / "device"
     if root.exists():
         shutil.rmtree(root)   # throw-away: the previous demo's device
@@ -89,10 +114,12 @@ def prepare_device(out: Path, assets) -> Path:
                    "tenant": "demo", "languages": ["zh", "en"], "default_language": "zh"},
         "paths": {"data_dir": str(data_dir)},
         "session": {"face_lost_pause_s": 5},
-        # WeCom as a customer would set it up: the idle screen shows the real sign-in QR
-        # (the demo itself signs in with the interview code; no network is used).
-        "wecom": {"corp_id": "ww5d3f1c2b9a8e7d60", "agent_id": 1000002,
-                  "redirect_uri": "https://kiosk-demo.galaxy-tech.example/wecom/callback"},
+        # WeCom as a customer would set it up, except that the callback is plain HTTP on
+        # loopback and the corp is the local fake WeCom's (no network is used).
+        "wecom": {"corp_id": DEMO_CORP_ID, "agent_id": DEMO_AGENT_ID,
+                  "redirect_uri": f"http://127.0.0.1:{callback_port}/wecom/callback",
+                  "callback_host": "127.0.0.1", "callback_port": callback_port,
+                  "hr_oncall": [DEMO_HR]},
         "kiosk": {"fullscreen": False, "technician_pin_hash": hash_pin(DEMO_PIN),
                   "camera": {"source": str(assets.video), "width": 640, "height": 480, "fps": 30},
                   "microphone": {"device": ""}},
@@ -101,6 +128,10 @@ def prepare_device(out: Path, assets) -> Path:
     cfg_path.write_text(tomli_w.dumps(config), encoding="utf-8")
     settings = load_settings(cfg_path)
     create_master_key(settings.paths.key_dir)
+    # The app secret sealed like `kiosk-provision wecom set-secret` does, never in the config.
+    secret = json.loads((examples / "wecom_directory.json").read_text(encoding="utf-8"))["secret"]
+    SecretBox(settings.paths.key_dir, load_master_key(settings.paths.key_dir)).seal(
+        WECOM_SECRET_NAME, secret.encode("utf-8"))
     store = Store.open_from_settings(settings)
     try:
         code = install_demo_content(store, examples, DEMO_DEVICE)
@@ -144,12 +175,126 @@ def install_demo_content(store, examples: Path, device_id: str, *,
     return entry["interview_code"]
 
 
+# Run in each child before it becomes `python -m ...`: the kernel sends it SIGTERM when the
+# demo dies, however it dies (even SIGKILL), so no WeCom service outlives a demo. prctl is
+# applied in the child itself (a preexec_fn is unsafe once Qt has started threads).
+_CHILD_SHIM = ("import ctypes, os, signal, sys; "
+               "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM); "  # PR_SET_PDEATHSIG
+               "os.getppid() == int(sys.argv[1]) or sys.exit(3); "
+               "os.execv(sys.executable, [sys.executable, *sys.argv[2:]])")
+
+
+def spawn(args: list[str], **kw) -> subprocess.Popen:
+    """`python <args>` as a child that dies with the demo."""
+    return subprocess.Popen([sys.executable, "-c", _CHILD_SHIM, str(os.getpid()), *args],
+                            cwd=str(REPO), **kw)
+
+
+def stop_child(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)
+
+
+class WecomSide:
+    """The WeCom half of the sync service with its own fake WeCom, as a child process
+    (`python -m sync.wecom --config CFG --fake-wecom DIRECTORY`). Its stderr goes to
+    `log_path`; `ready` is set once the callback listens, `failed` says why it never did."""
+
+    def __init__(self, config: Path, directory: Path, log_path: Path) -> None:
+        self.config = config
+        self.directory = directory
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+        self.fake_root: str | None = None
+        self.ready = threading.Event()
+        self.failed: str | None = None
+
+    def start(self) -> WecomSide:
+        self._log = open(self.log_path, "w", encoding="utf-8")   # noqa: SIM115 (closed in stop)
+        try:
+            self.proc = spawn(["-m", "sync.wecom", "--config", str(self.config),
+                               "--fake-wecom", str(self.directory)],
+                              stdout=subprocess.PIPE, stderr=self._log, text=True)
+        except OSError as exc:
+            self.failed = f"could not start python -m sync.wecom: {exc}"
+            self.ready.set()
+            return self
+        threading.Thread(target=self._read, name="demo-wecom-out", daemon=True).start()
+        return self
+
+    def _read(self) -> None:
+        """Its stdout: the fake's root URL, then the callback's ready line (then drained)."""
+        for line in self.proc.stdout:
+            m = re.search(r"fake WeCom: (http://\S+)", line)
+            if m:
+                self.fake_root = m.group(1)
+            if "sign-in callback on" in line and self.fake_root:
+                self.ready.set()
+        if not self.ready.is_set():
+            self.failed = (f"python -m sync.wecom exited ({self.proc.wait()}) before its sign-in "
+                           f"callback listened; see {self.log_path}")
+            self.ready.set()
+
+    @property
+    def ok(self) -> bool:
+        return self.ready.is_set() and self.failed is None and self.proc is not None \
+            and self.proc.poll() is None
+
+    def messages(self, timeout: float = 5.0) -> list[dict]:
+        """What HR's WeCom received (the fake's record), [] when it cannot be asked."""
+        import httpx
+
+        if not self.fake_root:
+            return []
+        try:
+            r = httpx.get(self.fake_root + "/_fake/messages", timeout=timeout)
+            r.raise_for_status()
+            return list(r.json().get("messages", []))
+        except (httpx.HTTPError, ValueError) as exc:
+            log.warning("demo: could not read the fake WeCom's messages: %s", exc)
+            return []
+
+    def stop(self) -> None:
+        stop_child(self.proc)
+        if getattr(self, "_log", None):
+            self._log.close()
+
+
+def read_qr(image) -> str | None:
+    """The text of the QR code in a screenshot (a path or a BGR array), None if none reads."""
+    import cv2
+
+    img = cv2.imread(str(image)) if isinstance(image, (str, Path)) else image
+    if img is None:
+        return None
+    try:
+        text, _points, _ = cv2.QRCodeDetector().detectAndDecode(img)
+    except cv2.error as exc:
+        log.warning("demo: QR decoding failed: %s", exc)
+        return None
+    return text or None
+
+
+def message_kind(msg: dict) -> str:
+    """A WeCom message's headline (e.g. "面试结束 · Interview finished")."""
+    body = msg.get(msg.get("msgtype", ""), {}) or {}
+    text = body.get("title") or body.get("content") or ""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return first.lstrip("# ").strip()
+
+
 class DemoPilot:
     """The synthetic candidate: looks at each screen, takes its picture, and touches what a
     person would touch (through the real buttons). It decides nothing for the kiosk."""
 
     def __init__(self, window, mic, answers: list[Path], code: str, screens_dir: Path | None,
-                 on_finished) -> None:
+                 on_finished, wecom: WecomSide | None = None) -> None:
         from kiosk.qt import QTimer
 
         self.QTimer = QTimer
@@ -159,6 +304,10 @@ class DemoPilot:
         self.code = code
         self.screens_dir = screens_dir
         self.on_finished = on_finished
+        self.wecom = wecom
+        self.signin_via: str | None = None    # "wecom" or "code": how the candidate tried
+        self.qr_source: str | None = None     # "screen" (decoded off the screenshot) or "kiosk"
+        self.phone: subprocess.Popen | None = None
         self.n = 0
         self.answer_index = 0
         self.helped = False
@@ -225,8 +374,91 @@ class DemoPilot:
             self.after(900, lambda: (self.shot(state), self._finish(ok=False)))
 
     def _idle(self) -> None:
+        self._wait_qr(time.monotonic() + 60)
+
+    def _wait_qr(self, deadline: float) -> None:
+        """Wait until the idle screen shows the sign-in QR and the WeCom side listens, then
+        take the idle picture and scan it; the interview code when either never happens."""
         w = self.w
+        if self.finished or str(w.state.value) != "idle":
+            return
+        showing = w.idle.qr.isVisible() and getattr(w, "_qr", None) is not None
+        wecom_ready = self.wecom is None or self.wecom.ready.is_set()
+        if not (showing and wecom_ready) and time.monotonic() < deadline:
+            self.after(250, lambda: self._wait_qr(deadline))
+            return
         self.shot("idle")
+        if not showing:
+            self._sign_in_with_code("the idle screen shows no sign-in QR code")
+        elif self.wecom is None or not self.wecom.ok:
+            why = (self.wecom.failed if self.wecom is not None else None) or \
+                "the WeCom service did not start within 60 s"
+            self._sign_in_with_code(f"WeCom is not available ({why})")
+        else:
+            self._scan()
+
+    def _screen_qr(self) -> str | None:
+        """The phone's camera: decode the QR code from a picture of the screen as it is."""
+        import tempfile
+
+        if self.shots and self.shots[-1].name.endswith("-idle.png"):
+            return read_qr(self.shots[-1])
+        with tempfile.TemporaryDirectory() as tmp:   # on screen: no screenshot was kept
+            path = Path(tmp) / "screen.png"
+            self.w.stall.skip_next()
+            self.w.grab().save(str(path))
+            return read_qr(path)
+
+    def _scan(self) -> None:
+        w = self.w
+        self.signin_via = "wecom"
+        url = self._screen_qr()
+        if url and url.startswith("https://"):
+            self.qr_source = "screen"
+            print("demo: the candidate's phone scanned the QR code off the idle screen", flush=True)
+        else:
+            self.qr_source = "kiosk"
+            url = w._qr.url
+            log.warning("demo: the QR code could not be read off the screenshot; using the URL the kiosk shows")
+            print("demo: the QR code could not be decoded from the screenshot; the phone uses the "
+                  "URL the kiosk shows instead", flush=True)
+        try:
+            self.phone = spawn(["-m", "sync.wecom.phone", url, "--fake", self.wecom.fake_root,
+                                "--as", DEMO_WECOM_USER],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        except OSError as exc:
+            self._sign_in_with_code(f"the simulated phone did not start ({exc})")
+            return
+        self._wait_phone(time.monotonic() + 60)
+
+    def _wait_phone(self, deadline: float) -> None:
+        p = self.phone
+        if p.poll() is None:
+            if time.monotonic() < deadline:
+                self.after(250, lambda: self._wait_phone(deadline))
+                return
+            stop_child(p, timeout=5)
+            self._sign_in_with_code("the simulated phone got no answer within 60 s")
+            return
+        out, err = p.communicate()
+        line = (out or "").strip().splitlines()[-1:] or [(err or "").strip()[-300:]]
+        print(f"demo: phone ({DEMO_WECOM_USER} in WeCom) sees: {line[0]}", flush=True)
+        if p.returncode != 0:
+            self._sign_in_with_code(f"the WeCom sign-in failed (phone exit {p.returncode})")
+            return
+        # The callback wrote a verification; the kiosk picks it up on its own within a second.
+        self.after(20000, self._still_idle)
+
+    def _still_idle(self) -> None:
+        if not self.finished and str(self.w.state.value) == "idle" and self.signin_via == "wecom":
+            self._sign_in_with_code("the kiosk did not take up the WeCom sign-in within 20 s")
+
+    def _sign_in_with_code(self, reason: str) -> None:
+        w = self.w
+        self.signin_via = "code"
+        log.warning("demo: %s; signing in with the interview code", reason)
+        print(f"demo: {reason}; the candidate signs in with the interview code {self.code} instead",
+              flush=True)
         w.idle.code_btn.click()
         w.idle.type_code(self.code)
         self.after(500, lambda: (self.shot("idle-code"), w.idle.code_ok.click()))
@@ -293,8 +525,9 @@ class DemoPilot:
         self.after(200, lambda: self.on_finished(ok))
 
 
-def write_report(settings, store, out: Path) -> tuple[Path, Path] | None:
-    """The last finished session's result record as report.json and report.html."""
+def write_report(settings, store, out: Path) -> tuple[Path, Path, dict] | None:
+    """The last finished session's result record as report.json and report.html (with the
+    bank's Chinese/English competency names). Returns the paths and the record."""
     rows = list(store.db.query("SELECT session_id, record FROM results ORDER BY created DESC LIMIT 1"))
     if not rows:
         return None
@@ -304,19 +537,59 @@ def write_report(settings, store, out: Path) -> tuple[Path, Path] | None:
     html_path = out / "report.html"
     try:
         from analysis.report import render_html
+        from device.questions import current_bank
 
-        html = render_html(record, "zh")
+        bank = current_bank(store)
+        html = render_html(record, "zh", dimension_names=dict(bank.dimensions) if bank else None)
     except Exception as exc:
         log.exception("rendering the HTML report failed")
         html = f"<html><body><h1>Report</h1><p>HTML rendering unavailable: {exc}</p><pre>" \
                f"{json.dumps(record, ensure_ascii=False, indent=2)}</pre></body></html>"
     html_path.write_text(html, encoding="utf-8")
-    return json_path, html_path
+    return json_path, html_path, record
+
+
+def signin_of(store, session_id: str) -> dict:
+    """How the session's candidate signed in: the session's method and its verification row."""
+    rows = list(store.db.query("SELECT data FROM sessions WHERE id = ?", [session_id]))
+    data = json.loads(rows[0]["data"] or "{}") if rows else {}
+    out = {"method": data.get("method") or None, "verification_id": data.get("verification_id")}
+    if out["verification_id"]:
+        ver = list(store.db.query("SELECT method, status, candidate_ref FROM verifications WHERE id = ?",
+                                  [out["verification_id"]]))
+        if ver:
+            out["verification"] = dict(ver[0])
+    return out
+
+
+def wait_for_hr_messages(wecom: WecomSide, timeout_s: float = 30.0) -> list[dict]:
+    """HR's messages at the fake WeCom, once the interview's result message has arrived (the
+    notifier sends from the outbox about once a second)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        msgs = wecom.messages()
+        if any("finished" in message_kind(m) or "Consent declined" in message_kind(m)
+               or "fault" in message_kind(m) for m in msgs) or time.monotonic() > deadline \
+                or not wecom.ok:
+            return msgs
+        time.sleep(0.5)
 
 
 def run_demo(out: Path, *, headless: bool, assets_dir: Path | None = None,
              timeout_s: float = 600) -> int:
-    """Run the whole demo; returns a process exit code."""
+    """Run the whole demo; returns a process exit code. The WeCom child processes are
+    stopped on every way out (and die with this process if it is killed)."""
+    children: list[WecomSide] = []
+    try:
+        return _run_demo(out, headless=headless, assets_dir=assets_dir, timeout_s=timeout_s,
+                         children=children)
+    finally:
+        for side in children:
+            side.stop()
+
+
+def _run_demo(out: Path, *, headless: bool, assets_dir: Path | None, timeout_s: float,
+              children: list[WecomSide]) -> int:
     from kiosk.qt import QTimer, make_app
 
     app = make_app(headless=headless)
@@ -336,6 +609,14 @@ def run_demo(out: Path, *, headless: bool, assets_dir: Path | None = None,
     cfg = prepare_device(out, assets)
     code = (cfg.parent / "interview-code.txt").read_text().strip()
     settings = load_settings(cfg)
+    for stale in ("report.json", "report.html", "wecom-messages.json", "demo-summary.json"):
+        (out / stale).unlink(missing_ok=True)
+    # The WeCom side starts first: it needs a few seconds, while the kiosk loads its models.
+    wecom = WecomSide(cfg, examples_dir() / "wecom_directory.json", out / "wecom.log")
+    children.append(wecom)
+    wecom.start()
+    print(f"demo: WeCom sign-in service starting (fake WeCom, callback {settings.wecom.redirect_uri}; "
+          f"log in {out / 'wecom.log'})", flush=True)
     store = Store.open_from_settings(settings)
     screens_dir = None
     if headless:
@@ -343,8 +624,6 @@ def run_demo(out: Path, *, headless: bool, assets_dir: Path | None = None,
         if screens_dir.exists():
             shutil.rmtree(screens_dir)
         screens_dir.mkdir(parents=True)
-    for stale in ("report.json", "report.html"):
-        (out / stale).unlink(missing_ok=True)
     camera = FileCamera(assets.video, pace="real", loop=True)
     mic = FileMic(None, pace="real")
     machine, pipeline, window = build_kiosk(settings, store, camera, mic, lang="zh")
@@ -356,17 +635,38 @@ def run_demo(out: Path, *, headless: bool, assets_dir: Path | None = None,
         window.allow_close = True   # the kiosk refuses to close otherwise (Qt 6 quit asks windows)
         app.exit(0)
 
-    pilot = DemoPilot(window, mic, answers, code, screens_dir, finished)
+    def interrupted(signum, _frame) -> None:
+        # Runs between Qt events (the kiosk's timers hand control to Python several times a second).
+        log.warning("demo: stopped by signal %d", signum)
+        result["signal"] = signum
+        window.allow_close = True
+        app.exit(128 + signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, interrupted)
+    pilot = DemoPilot(window, mic, answers, code, screens_dir, finished, wecom=wecom)
     window.show()
     window.start()
     pilot.begin()
     QTimer.singleShot(int(timeout_s * 1000), lambda: (log.error("demo timed out"), app.exit(1)))
-    print(f"demo: interview running ({'offscreen' if headless else 'on screen'}); the candidate signs in with code {code}", flush=True)
+    print(f"demo: interview running ({'offscreen' if headless else 'on screen'}); the candidate "
+          f"signs in by scanning the WeCom QR code as {DEMO_WECOM_USER} (interview code {code} "
+          "as the fallback)", flush=True)
     app.exec()
     stall = window.stall
     window.stop()
-    paths = write_report(settings, store, out)
+    if "signal" in result:
+        store.close()
+        print("demo: interrupted; WeCom service stopped", file=sys.stderr)
+        return 128 + result["signal"]
+    written = write_report(settings, store, out)
+    signin = signin_of(store, written[2].get("session_id", "")) if written else {}
     store.close()
+    msgs: list[dict] = []
+    if wecom.ok:
+        msgs = wait_for_hr_messages(wecom)
+        (out / "wecom-messages.json").write_text(json.dumps(msgs, ensure_ascii=False, indent=2), encoding="utf-8")
+    wecom.stop()
     took = time.monotonic() - t0
     print(f"demo: GUI thread max stall {stall.max_stall_ms:.0f} ms over {stall.samples} samples "
           f"({stall.stalls_over_50ms} stalls > 50 ms)")
@@ -377,9 +677,29 @@ def run_demo(out: Path, *, headless: bool, assets_dir: Path | None = None,
               + ", ".join(f"{x:.2f}" for x in window.answer_save_s) + " s after 'I'm done'")
     if screens_dir is not None:
         print(f"demo: {len(pilot.shots)} screenshots in {screens_dir}")
-    if paths is None:
+    summary = {"ok": bool(result["ok"] and written), "signin": {**signin, "tried": pilot.signin_via,
+                                                                "qr_read_from": pilot.qr_source},
+               "report_json": str(out / "report.json") if written else None,
+               "report_html": str(out / "report.html") if written else None,
+               "screens": [str(p) for p in pilot.shots],
+               "wecom_messages": str(out / "wecom-messages.json") if wecom.fake_root and msgs else None,
+               "hr_oncall": list(settings.wecom.hr_oncall)}
+    (out / "demo-summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
+    if signin.get("method"):
+        via = {"wecom": f"WeCom (scanned the QR code as {DEMO_WECOM_USER})",
+               "code": f"interview code {code}"}.get(signin["method"], signin["method"])
+        print(f"demo: the candidate signed in by {via}")
+    if msgs:
+        print(f"demo: HR ({', '.join(settings.wecom.hr_oncall)}) received {len(msgs)} WeCom message(s): "
+              + "; ".join(message_kind(m) for m in msgs))
+        print(f"demo: WeCom messages written to {out / 'wecom-messages.json'}")
+    elif wecom.failed or not wecom.fake_root:
+        print(f"demo: no WeCom messages: {wecom.failed or 'the WeCom service did not start'}")
+    else:
+        print("demo: HR received no WeCom messages (see " + str(out / "wecom.log") + ")")
+    if written is None:
         print(f"demo: FAILED after {took:.0f} s: no result was produced (see the log above)", file=sys.stderr)
         return 1
     print(f"demo: finished in {took:.0f} s")
-    print(f"demo: report written to {paths[0]} and {paths[1]}")
+    print(f"demo: report written to {written[0]} and {written[1]}")
     return 0 if result["ok"] else 1

@@ -43,6 +43,11 @@ class AnswerRecord(_Record):
     prepare_s: float | None = Field(None, ge=0, description="Seconds spent preparing")
     duration_s: float = Field(0, ge=0, description="Seconds spent answering")
     analysis: dict[str, Any] = Field(default_factory=dict, description="Scores with their evidence")
+    clip_ids: list[str] = Field(
+        default_factory=list,
+        description="Ids of this answer's recordings (video, audio), uploaded as clips: "
+        "`interview-hr clip export ID` decrypts one with the HR clip key",
+    )
 
 
 class ResultRecord(_Record):

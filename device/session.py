@@ -913,7 +913,20 @@ class SessionMachine:
                     "INSERT OR IGNORE INTO answers (id, session_id, question_id, idx, attempt,"
                     " started, ended, transcript, analysis, media)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+                self._queue_clips(row)
         pending.clear()
+
+    def _queue_clips(self, row: tuple) -> None:
+        """One `clip` outbox row per recording of the answer, in the answer's transaction
+        (id = the media id, so a retried flush cannot queue it twice)."""
+        for m in _loads(row[9], []):
+            if not isinstance(m, dict) or not m.get("id") or not m.get("path"):
+                continue
+            payload = {"media_id": str(m["id"]), "session_id": row[1], "answer_id": row[0],
+                       "question_id": row[2], "kind": str(m.get("kind", "")),
+                       "path": str(m["path"]), "size": m.get("size"), "sha256": m.get("sha256")}
+            self.store.enqueue("clip", topic(self.settings, "clip"), payload,
+                               session_id=row[1], id=str(m["id"]))
 
     def _soft_write(self, what: str, write: Callable[[], Any]) -> None:
         """Rows that inform (pause, resume, help resolved) but must not block the screen."""
@@ -1006,7 +1019,9 @@ class SessionMachine:
             answers=[
                 AnswerRecord(question_id=a.question_id, idx=a.idx, attempt=a.attempt,
                              transcript=a.transcript, started=a.started, ended=a.ended,
-                             duration_s=a.duration_s, analysis=a.analysis)
+                             duration_s=a.duration_s, analysis=a.analysis,
+                             clip_ids=[str(m["id"]) for m in a.media
+                                       if isinstance(m, dict) and m.get("id") and m.get("path")])
                 for a in answers
             ],
             report=report,

@@ -34,6 +34,7 @@ MAX_BUNDLE_BYTES = 256 * 1024
 WECOM_SECRET_NAME = "wecom_secret"
 PENDING_CLIENT_KEY = "client.key.new"  # written by rotate-keys until its certificate arrives
 DOWNLINK_CACHE = ("pubkey", "downlink")
+CLIP_KEY_CACHE = ("pubkey", "clips")
 
 
 class BundleError(Exception):
@@ -250,6 +251,15 @@ def run_enrol(ctx: Context, args: argparse.Namespace) -> int:
         changes["wecom"] = {"corp_id": wecom["corp_id"], "agent_id": wecom["agent_id"],
                             "redirect_uri": wecom["redirect_uri"],
                             "hr_oncall": list(wecom.get("hr_oncall", []))}
+    clip_pem = doc.get("clip_public_key_pem")
+    if clip_pem:
+        from device.mediacrypt import load_clip_public_key
+
+        try:
+            load_clip_public_key(clip_pem)  # checked before anything changes
+        except ValueError as e:
+            raise ctx.fail(ExitCode.FAILED, "注册包中的 HR 视频密钥无效，未做更改：{e}",
+                           "the bundle's HR clip key is not usable; nothing changed: {e}", e=e) from None
     try:
         update_config(ctx.config_path, changes)
     except ConfigError as e:
@@ -259,6 +269,10 @@ def run_enrol(ctx: Context, args: argparse.Namespace) -> int:
         SecretBox(key_dir, master).seal(WECOM_SECRET_NAME, wecom["secret"].encode("utf-8"))
     store.cache_put(*DOWNLINK_CACHE, int(doc["issued"]),
                     {"pem": doc["downlink_public_key_pem"], "sha256": downlink_sha})
+    if clip_pem:
+        # HR's X25519 clip key: the sync daemon seals each answer clip for it before upload.
+        store.cache_put(*CLIP_KEY_CACHE, int(doc["issued"]),
+                        {"pem": clip_pem, "sha256": _fingerprint(clip_pem)})
     settings = ctx.reload_settings()
     ctx.record("device.enrol", {
         "tenant": doc["tenant"], "device_id": doc["device_id"], "issued": doc["issued"],

@@ -26,6 +26,7 @@ from sync.outbox import (
     WECOM_OFF_NOTE,
     OutboxDelivery,
     deliver_clips_once,
+    settle_unsendable_clips,
     settle_unsendable_notify,
 )
 
@@ -72,6 +73,9 @@ class SyncDaemon:
         # Without [wecom] the notify rows (HR's WeCom messages) can never be sent: they are
         # settled as they come. With [wecom] they wait, even while WeCom cannot start.
         self._settle_notify = settings.wecom is None
+        # Without [sync.https] no clip can be uploaded: settled with a note, like notify rows.
+        self._settle_clips = settings.sync.https is None
+        self._media_key: bytes | None = None
         self.once = once
         self.topic_base = f"kiosk/v1/{dev.tenant}/{dev.id}"
 
@@ -167,6 +171,8 @@ class SyncDaemon:
             settled = settle_unsendable_notify(self.store, self.clock())
             if settled:
                 log.debug("%d WeCom message(s) for HR not sent: [wecom] is not configured", settled)
+        if self._settle_clips and settle_unsendable_clips(self.store, self.clock()):
+            log.debug("answer clips not uploaded: [sync.https] is not configured")
         sent = self.delivery.step()
         now = self.clock()
         if self._hb_requested or now >= self._hb_due:
@@ -237,7 +243,8 @@ class SyncDaemon:
                     self.wake.clear()
             if self.https is not None:
                 deliver_clips_once(self.store, self.https, clock=self.clock,
-                                   media_root=self.settings.paths.data_dir, stop=self.stop_event)
+                                   media_root=self.settings.paths.data_dir, stop=self.stop_event,
+                                   media_key=self.media_key())
             self._handle_downlinks()
         finally:
             self.stop()
@@ -249,12 +256,21 @@ class SyncDaemon:
                 "downlink_rejected": self.cache.rejected_counts(),
                 "last_error": self.delivery.stats.last_error or (self.link.last_error if self.link else "")}
 
+    def media_key(self) -> bytes:
+        """The device's "media" key, to wrap each recording's content key for HR before upload."""
+        if self._media_key is None:
+            from device.keys import derive_key, load_master_key
+
+            self._media_key = derive_key(load_master_key(self.settings.paths.key_dir), "media")
+        return self._media_key
+
     def _clip_loop(self) -> None:
         assert self.https is not None
         while not self.stop_event.is_set():
             try:
                 n = deliver_clips_once(self.store, self.https, clock=self.clock,
-                                       media_root=self.settings.paths.data_dir, stop=self.stop_event)
+                                       media_root=self.settings.paths.data_dir, stop=self.stop_event,
+                                       media_key=self.media_key())
             except Exception:
                 log.exception("clip upload pass failed")
                 n = 0

@@ -27,6 +27,7 @@ def make_bundle(
     mqtt_host: str, mqtt_port: int = 8883, https_base_url: str | None = None,
     company_name: str | None = None, site_name: str | None = None, site_location: str | None = None,
     wecom: dict | None = None, cert_days: int = 825, now: float | None = None,
+    clip_public_key_pem: str | None = None,
 ) -> dict:
     cert_pem = sign_csr(ca, csr_pem, expect_cn=device_id, days=cert_days)
     from cryptography.hazmat.primitives import serialization
@@ -42,7 +43,7 @@ def make_bundle(
         "wecom": wecom,
     }
     for k, v in (("company_name", company_name), ("site_name", site_name),
-                 ("site_location", site_location)):
+                 ("site_location", site_location), ("clip_public_key_pem", clip_public_key_pem)):
         if v is not None:
             doc[k] = v
     return sign_document(signing_key, doc)

@@ -2,8 +2,9 @@
 published QoS 1 over MQTT, or posted over HTTPS when the broker has been unreachable for
 ``fallback_after_s``; it is marked delivered only on the broker's successful PUBACK or an
 HTTPS 2xx, and a failure schedules a retry with exponential backoff and jitter.
-It never deletes or skips an undelivered row (except `notify` rows on a device without WeCom,
-which nobody could send: those are settled with a note) and never busy-loops.
+It never deletes or skips an undelivered row (except `notify` rows on a device without WeCom
+and `clip` rows on one without HTTPS, which nobody could send: those are settled with a
+note) and never busy-loops.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ CLIP_KIND = "clip"
 NOTIFY_KIND = "notify"
 LEASE_MARK = "in flight: waiting for PUBACK"
 WECOM_OFF_NOTE = "wecom not configured: HR message not sent"
+HTTPS_OFF_NOTE = "sync.https not configured: clip kept on the device only"
+NO_CLIP_KEY = "waiting for the HR clip key (enrol the device again or publish the key)"
+CLIP_KEY_WAIT_S = 300.0
 
 
 def backoff_delay(attempts: int, *, base: float = 2.0, cap: float = 300.0,
@@ -239,12 +243,52 @@ class OutboxDelivery:
             return cur.rowcount
 
 
+def hr_clip_public_key(store):
+    """HR's X25519 clip key from the store cache (kind ``pubkey``, key ``clips``), or None."""
+    from device.mediacrypt import load_clip_public_key
+
+    got = store.cache_get("pubkey", "clips")
+    if not got or not got[1].get("pem"):
+        return None
+    try:
+        return load_clip_public_key(got[1]["pem"])
+    except ValueError as e:
+        log.error("cached HR clip key is unusable: %s", e)
+        return None
+
+
+def _seal_for_hr(store, media_id: str | None, path, media_key: bytes, hr_key) -> None:
+    """Wrap the recording's content key for HR (header only, atomic) and keep the media row's
+    size/sha256 in step with the file."""
+    import hashlib
+
+    from device.mediacrypt import seal_for_hr
+
+    if not seal_for_hr(path, media_key, hr_key):
+        return
+    data = path.read_bytes()
+    if media_id:
+        with store.transaction():
+            store.db.execute("UPDATE media SET size = ?, sha256 = ? WHERE id = ?",
+                             (len(data), hashlib.sha256(data).hexdigest(), media_id))
+
+
 def deliver_clips_once(store, https: HttpsUplink, *, clock: Callable[[], float] = time.time,
-                       media_root=None, stop=None, rng: Callable[[], float] = random.random) -> int:
-    """Upload the due ``clip`` rows (one at a time, resumable). Returns how many finished."""
+                       media_root=None, stop=None, rng: Callable[[], float] = random.random,
+                       media_key: bytes | None = None) -> int:
+    """Upload the due ``clip`` rows (one at a time, resumable). Returns how many finished.
+
+    With ``media_key`` (the device's "media" key; the daemon always passes it) each recording
+    is first sealed for HR's clip key (cache ``pubkey``/``clips``): its content key is wrapped
+    for HR in the header. Without a known HR clip key the rows wait (``NO_CLIP_KEY``, checked
+    every ``CLIP_KEY_WAIT_S``, attempts not counted): uploading a clip HR cannot open is useless.
+    """
     from pathlib import Path
 
+    from device.mediacrypt import MediaError
+
     done = 0
+    hr_key = hr_clip_public_key(store) if media_key is not None else None
     for row in store.due_outbox(clock(), limit=10, kinds=[CLIP_KIND]):
         if stop is not None and stop.is_set():
             break
@@ -263,6 +307,22 @@ def deliver_clips_once(store, https: HttpsUplink, *, clock: Callable[[], float] 
         if not path.is_absolute() and media_root is not None:
             path = Path(media_root) / path
         meta = {k: p[k] for k in ("session_id", "answer_id", "kind", "question_id") if k in p}
+        if media_key is not None:
+            if hr_key is None:
+                with store.transaction():
+                    store.db.execute(
+                        "UPDATE outbox SET next_attempt = ?, last_error = ? WHERE id = ? AND delivered IS NULL",
+                        (clock() + CLIP_KEY_WAIT_S, NO_CLIP_KEY, row.id))
+                continue
+            try:
+                _seal_for_hr(store, media_id, path, media_key, hr_key)
+            except FileNotFoundError:
+                pass  # upload_clip reports the missing file (permanent)
+            except (MediaError, OSError) as e:
+                store.mark_failed(row.id, clock() + backoff_delay(row.attempts, rng=rng),
+                                  f"clip {media_id}: cannot seal for HR: {e}")
+                log.error("clip %s cannot be sealed for HR: %s", media_id, e)
+                continue
         try:
             https.upload_clip(str(media_id or row.id), path, meta, stop=stop)
         except UplinkError as e:
@@ -277,7 +337,15 @@ def deliver_clips_once(store, https: HttpsUplink, *, clock: Callable[[], float] 
     return done
 
 
-def settle_unsendable_notify(store, now: float, note: str = WECOM_OFF_NOTE) -> int:
+def settle_unsendable_clips(store, now: float, note: str = HTTPS_OFF_NOTE) -> int:
+    """On a device without ``[sync.https]`` no clip can ever be uploaded: settle the ``clip``
+    rows like notify rows without WeCom (the recordings stay on the device, encrypted, until
+    retention). With ``[sync.https]`` configured clip rows always wait for their upload."""
+    return settle_unsendable_notify(store, now, note, kind=CLIP_KIND)
+
+
+def settle_unsendable_notify(store, now: float, note: str = WECOM_OFF_NOTE, *,
+                             kind: str = NOTIFY_KIND) -> int:
     """On a device without ``[wecom]`` nobody will ever send the ``notify`` rows the session
     machine queues: mark them delivered with ``note`` (kept in ``last_error``) so they neither
     look like a backlog (status, the heartbeat's oldest age, the HR side's undelivered alarm)
@@ -285,12 +353,12 @@ def settle_unsendable_notify(store, now: float, note: str = WECOM_OFF_NOTE) -> i
     rows wait for the notifier however long it is down. Returns the rows settled."""
     with store.lock:  # a read first: the daemon calls this every pass, and writes rarely
         pending = store.db.execute(
-            "SELECT 1 FROM outbox WHERE delivered IS NULL AND kind = ? LIMIT 1", (NOTIFY_KIND,)
+            "SELECT 1 FROM outbox WHERE delivered IS NULL AND kind = ? LIMIT 1", (kind,)
         ).fetchone()
     if pending is None:
         return 0
     with store.transaction():
         cur = store.db.execute(
             "UPDATE outbox SET delivered = ?, last_error = ? WHERE delivered IS NULL AND kind = ?",
-            (now, note, NOTIFY_KIND))
+            (now, note, kind))
         return cur.rowcount

@@ -22,7 +22,8 @@ from sync.connector.settings import ConnectorConfigError, ConnectorSettings, loa
 CONFIG_ENV = "INTERVIEW_HR_CONFIG"
 DEFAULT_CONFIG = Path("/etc/interview-hr/config.toml")
 # (module, function) pairs: function(subparsers) adds a subcommand whose args carry `func`.
-EXTENSIONS = [("sync.wecom.invite", "add_invite_parser"), ("sync.wecom.relay", "add_relay_parser")]
+EXTENSIONS = [("sync.wecom.invite", "add_invite_parser"), ("sync.wecom.relay", "add_relay_parser"),
+              ("sync.connector.clips", "add_clip_parsers")]
 
 log = logging.getLogger("interview-hr")
 
@@ -200,6 +201,18 @@ def cmd_devices(args) -> int:
 
 # --- enrol ------------------------------------------------------------------------------
 
+def _clip_public_pem(settings: ConnectorSettings) -> str | None:
+    """The public half of HR's clip key for the bundle (devices seal answer clips for it)."""
+    path = settings.signing.clip_key_file
+    if path is None or not Path(path).exists():
+        log.warning("no HR clip key ([signing] clip_key_file; make one with `interview-hr "
+                    "clip-key`): this device's answer clips will wait until it has one")
+        return None
+    from device.mediacrypt import clip_public_pem, load_clip_private_key
+
+    return clip_public_pem(load_clip_private_key(path).public_key())
+
+
 def cmd_enrol_device(args) -> int:
     from cryptography import x509
 
@@ -231,6 +244,7 @@ def cmd_enrol_device(args) -> int:
             https_base_url=args.https_url or en.https_base_url,
             company_name=args.company or en.company_name, site_name=args.site,
             site_location=args.location, wecom=wecom, cert_days=en.cert_days,
+            clip_public_key_pem=_clip_public_pem(settings),
         )
     except PkiError as e:
         print(f"interview-hr enrol-device: {e}", file=sys.stderr)

@@ -66,6 +66,9 @@ class SigningSection(_S):
     private_key_file: Path | None = Field(None, description="Ed25519 key that signs downlink messages")
     tenant: str = Field("default", description="Tenant the devices publish under")
     validity_days: int = Field(30, gt=0, description="Downlink messages expire after this many days")
+    clip_key_file: Path | None = Field(
+        None, description="HR's X25519 clip key (private; `interview-hr clip-key`): decrypts "
+        "answer clips; its public half goes to devices in the enrolment bundle")
 
 
 class AlarmsSection(_S):

@@ -263,3 +263,31 @@ def test_clips_wait_for_the_hr_key_and_settle_only_without_https(sync_settings, 
     assert settle_unsendable_clips(store, 2000.0) == 0
     assert hashlib.sha256(Path(media[0]["path"]).read_bytes()).hexdigest() == media[0]["sha256"]
     store.close()
+
+
+def test_hr_makes_its_clip_key_and_enrolment_bundles_carry_it(
+        tmp_path, site_pki, broker_port, https_port, hr_key_path, hr_config_file, capsys):
+    from sync import pki
+    from sync.signing import load_public_key, verify_document
+
+    key = tmp_path / "keys" / "clips.key"
+    assert hr_main(["clip-key", str(key)]) == 0
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    assert "PRIVATE" not in capsys.readouterr().out           # keys are never printed
+    assert hr_main(["clip-key", str(key)]) == 2                # never overwritten
+    s = connector_config(tmp_path, site_pki, broker_port, https_port, hr_key_path,
+                         signing={"clip_key_file": str(key)},
+                         enrol={"ca_cert_file": str(site_pki.ca.cert), "ca_key_file": str(site_pki.ca.key),
+                                "mqtt_host": "127.0.0.1"})
+    cfg = hr_config_file(s)
+    csr = tmp_path / "dev.csr"
+    csr.write_bytes(pki.make_csr(tmp_path / "dev.key", "kiosk-clip-01"))
+    out = tmp_path / "dev.enrol.json"
+    assert hr_main(["--config", str(cfg), "enrol-device", str(csr), "--out", str(out)]) == 0
+    bundle = json.loads(out.read_text())
+    verify_document(load_public_key(bundle["downlink_public_key_pem"].encode()), bundle)
+    assert bundle["clip_public_key_pem"] == key.with_suffix(".pub").read_text()
+    # An export without the HR clip key configured says what is missing.
+    bare = connector_config(tmp_path, site_pki, broker_port, https_port, hr_key_path)
+    with pytest.raises(SystemExit, match="no HR clip key"):
+        hr_main(["--config", str(hr_config_file(bare)), "clip", "export", "x", "--out", str(tmp_path / "o.wav")])

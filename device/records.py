@@ -117,8 +117,13 @@ class HeartbeatRecord(_Record):
     ts: float
     uptime_s: float = Field(ge=0)
     software_version: str = ""
-    outbox_depth: int = Field(0, ge=0)
-    oldest_undelivered_age_s: float | None = None
+    outbox_depth: int = Field(0, ge=0, description="Undelivered records (answer clips not counted)")
+    oldest_undelivered_age_s: float | None = Field(
+        None, description="Age of the oldest undelivered record (answer clips not counted)")
+    clips_pending: int = Field(0, ge=0, description="Answer clips not uploaded yet")
+    oldest_clip_age_s: float | None = Field(None, description="Age of the oldest clip not uploaded yet")
+    clip_key: bool | None = Field(
+        None, description="Whether the device has HR's clip key (without it clips wait)")
     disk_free_bytes: int | None = None
     cpu_percent: float | None = None
     memory_percent: float | None = None

@@ -23,6 +23,7 @@ from sync.cache import DownlinkCache, DownlinkRejected
 from sync.https import HttpsUplink
 from sync.mqtt import MqttLink
 from sync.outbox import (
+    CLIP_KIND,
     WECOM_OFF_NOTE,
     OutboxDelivery,
     deliver_clips_once,
@@ -87,6 +88,25 @@ class SyncDaemon:
                             ts=self.clock(), online=online,
                             software_version=software_version()).model_dump(mode="json")
 
+    def backlog(self, now: float, stats: dict | None = None) -> dict:
+        """Records and answer clips counted apart: a clip waiting for HR's clip key, or a long
+        upload, must not look like a stuck result (the HR side alarms on the records' age)."""
+        stats = stats or self.store.outbox_stats(now)
+        with self.store.lock:
+            n, oldest = self.store.db.execute(
+                "SELECT count(*), min(created) FROM outbox WHERE delivered IS NULL AND kind = ?",
+                (CLIP_KIND,)).fetchone()
+            rec_oldest = self.store.db.execute(
+                "SELECT min(created) FROM outbox WHERE delivered IS NULL AND kind != ?",
+                (CLIP_KIND,)).fetchone()[0]
+        return {
+            "outbox_depth": max(0, stats["depth"] - n),
+            "oldest_undelivered_age_s": None if rec_oldest is None else max(0.0, now - rec_oldest),
+            "clips_pending": n,
+            "oldest_clip_age_s": None if oldest is None else max(0.0, now - oldest),
+            "clip_key": self.store.cache_get("pubkey", "clips") is not None,
+        }
+
     def heartbeat(self) -> dict:
         dev = self.settings.device
         now = self.clock()
@@ -101,8 +121,7 @@ class SyncDaemon:
         rec = HeartbeatRecord(
             id=str(uuid.uuid4()), device_id=dev.id, tenant=dev.tenant, site=dev.site_name or "",
             ts=now, uptime_s=max(0.0, now - self.started), software_version=software_version(),
-            outbox_depth=stats["depth"], oldest_undelivered_age_s=stats["oldest_undelivered_age_s"],
-            disk_free_bytes=disk,
+            disk_free_bytes=disk, **self.backlog(now, stats),
             question_bank_version=bank[0] if bank else None,
             roster_version=roster[0] if roster else None,
             config_version=config[0] if config else None,
@@ -253,6 +272,8 @@ class SyncDaemon:
                 "delivered": self.delivery.stats.delivered, "failed": self.delivery.stats.failed,
                 "outbox_depth": stats["depth"],
                 "oldest_undelivered_age_s": stats["oldest_undelivered_age_s"],
+                **{k: v for k, v in self.backlog(self.clock(), stats).items()
+                   if k in ("clips_pending", "clip_key")},
                 "downlink_rejected": self.cache.rejected_counts(),
                 "last_error": self.delivery.stats.last_error or (self.link.last_error if self.link else "")}
 

@@ -252,6 +252,10 @@ def test_clips_wait_for_the_hr_key_and_settle_only_without_https(sync_settings, 
     # With [sync.https] configured the daemon never settles them ...
     d = SyncDaemon(settings, store, start_wecom=False)
     assert not d._settle_clips
+    # Counted apart from the records, so HR's "result undelivered" alarm is not about clips.
+    hb = d.heartbeat()
+    assert hb["clips_pending"] == 2 and hb["clip_key"] is False
+    assert hb["outbox_depth"] == store.outbox_stats(1000.0)["depth"] - 2
     d.step()
     assert all(r.delivered is None for r in _clip_rows(store))
     # ... without it nobody could upload them: settled with a note, files kept for retention.

@@ -179,7 +179,7 @@ def cmd_devices(args) -> int:
     t = Table(title=f"{len(devices)} device(s)")
     t.add_column("tenant", no_wrap=True)
     t.add_column("device", no_wrap=True)
-    for col in ("status", "heartbeat", "outbox", "oldest undelivered",
+    for col in ("status", "heartbeat", "outbox", "oldest undelivered", "clips",
                 "bank/roster", "rejected downlink", "alarm"):
         t.add_column(col)
     for d in devices:
@@ -190,6 +190,8 @@ def cmd_devices(args) -> int:
             d["tenant"], d["device_id"], f"{d['status'] or '?'} ({_ago(d['status_at'], now)})",
             _ago(d["heartbeat_at"], now), str(hb.get("outbox_depth", "?")),
             "-" if age is None else f"{age / 60:.0f} min",
+            # Clips waiting, and whether the device has the HR clip key (without it they wait).
+            f"{hb.get('clips_pending', 0)}" + (" [yellow]no clip key[/yellow]" if hb.get("clip_key") is False else ""),
             f"{hb.get('question_bank_version', '-')}/{hb.get('roster_version', '-')}",
             ", ".join(f"{k}={v}" for k, v in rej.items()) or "0",
             f"[red]{d['alarm']}[/red]" if d["alarm"] else "ok",

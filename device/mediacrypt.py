@@ -16,6 +16,7 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import struct
 import uuid
 from collections.abc import Iterator
@@ -266,8 +267,11 @@ def seal_for_hr(path: Path, device_key: bytes, hr_public_key: X25519PublicKey) -
     was known. Only the header changes; the file is replaced atomically. Returns True when
     it changed. Raises MediaError if the device key does not open it."""
     path = Path(path)
-    data = path.read_bytes()
-    magic, header, pos = split(data, path.name)
+    with path.open("rb") as f:   # the header only: recordings can be tens of MB
+        head = f.read(len(MAGIC) + REC.size)
+        if len(head) == len(MAGIC) + REC.size and head[:len(MAGIC)] in (MAGIC, LEGACY_MAGIC):
+            head += f.read(REC.unpack_from(head, len(MAGIC))[0])
+    magic, header, pos = split(head, path.name)
     if magic != MAGIC:
         raise MediaError(f"{path.name}: IKMEDIA1 recording cannot be sealed for HR")
     if (header.get(_KEYS) or {}).get("hr", {}).get("kid") == key_id(hr_public_key):
@@ -277,9 +281,10 @@ def seal_for_hr(path: Path, device_key: bytes, hr_public_key: X25519PublicKey) -
     raw = json.dumps(header).encode()
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
+    with os.fdopen(fd, "wb") as f, path.open("rb") as src:
         f.write(MAGIC + REC.pack(len(raw)) + raw)
-        f.write(data[pos:])
+        src.seek(pos)
+        shutil.copyfileobj(src, f, 1 << 20)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)

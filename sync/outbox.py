@@ -266,11 +266,14 @@ def _seal_for_hr(store, media_id: str | None, path, media_key: bytes, hr_key) ->
 
     if not seal_for_hr(path, media_key, hr_key):
         return
-    data = path.read_bytes()
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
     if media_id:
         with store.transaction():
             store.db.execute("UPDATE media SET size = ?, sha256 = ? WHERE id = ?",
-                             (len(data), hashlib.sha256(data).hexdigest(), media_id))
+                             (path.stat().st_size, h.hexdigest(), media_id))
 
 
 def deliver_clips_once(store, https: HttpsUplink, *, clock: Callable[[], float] = time.time,

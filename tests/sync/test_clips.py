@@ -142,6 +142,13 @@ def test_answer_clip_goes_from_the_recorder_to_hr_playback(
     finally:
         conn.stop()
 
+    # Sealing for HR changed only the header; the media row follows the file.
+    for m in media:
+        with store.lock:
+            size, sha = store.db.execute("SELECT size, sha256 FROM media WHERE id = ?", (m["id"],)).fetchone()
+        data = Path(m["path"]).read_bytes()
+        assert (size, sha) == (len(data), hashlib.sha256(data).hexdigest()) and sha != m["sha256"]
+
     # The result record names the clips of each answer, so the EHR can link them.
     machine = SessionMachine(store, settings, clock=Clock(), bank=make_bank())
     machine.recover()

@@ -27,6 +27,7 @@ from sync.outbox import (
     WECOM_OFF_NOTE,
     OutboxDelivery,
     deliver_clips_once,
+    install_clip_key,
     settle_unsendable_clips,
     settle_unsendable_notify,
 )
@@ -67,6 +68,7 @@ class SyncDaemon:
         self.cache = DownlinkCache(store, settings, clock=clock)
         self.cache.register_command("heartbeat", lambda _p: self._heartbeat_now())
         self.cache.register_command("retry_now", lambda _p: self.delivery.retry_now())
+        self.cache.register_command("clip_key", self._clip_key_command)
         self._hb_due = 0.0
         self._hb_requested = False
         self._threads: list[threading.Thread] = []
@@ -276,6 +278,12 @@ class SyncDaemon:
                    if k in ("clips_pending", "clip_key")},
                 "downlink_rejected": self.cache.rejected_counts(),
                 "last_error": self.delivery.stats.last_error or (self.link.last_error if self.link else "")}
+
+    def _clip_key_command(self, payload: dict) -> None:
+        """HR's clip key by signed command (`interview-hr clip publish-key`), for devices
+        enrolled before HR had one: cached like the enrolment bundle's, waiting clips due now."""
+        install_clip_key(self.store, payload.get("pem"), int(self.clock() * 1000))
+        self.wake.set()
 
     def media_key(self) -> bytes:
         """The device's "media" key, to wrap each recording's content key for HR before upload."""

@@ -257,6 +257,27 @@ def hr_clip_public_key(store):
         return None
 
 
+def install_clip_key(store, pem, version: int) -> bool:
+    """Cache HR's clip key (kind ``pubkey``, key ``clips``) and make the clips that waited
+    for it due now. Raises ValueError (naming the problem) for anything but an X25519 public
+    key PEM. Returns whether it was newer than the cached one."""
+    import hashlib
+
+    from device.mediacrypt import load_clip_public_key
+
+    if not isinstance(pem, str) or not pem.strip():
+        raise ValueError("clip_key: payload has no 'pem'")
+    load_clip_public_key(pem)
+    stored = store.cache_put("pubkey", "clips", version,
+                             {"pem": pem, "sha256": hashlib.sha256(pem.strip().encode()).hexdigest()})
+    if stored:
+        with store.transaction():
+            store.db.execute("UPDATE outbox SET next_attempt = 0 WHERE delivered IS NULL AND kind = ?"
+                             " AND last_error = ?", (CLIP_KIND, NO_CLIP_KEY))
+        log.info("HR clip key installed; waiting clips will be sealed for it and uploaded")
+    return stored
+
+
 def _seal_for_hr(store, media_id: str | None, path, media_key: bytes, hr_key) -> None:
     """Wrap the recording's content key for HR (header only, atomic) and keep the media row's
     size/sha256 in step with the file."""

@@ -160,6 +160,19 @@ def cmd_clip_export(args) -> int:
     return 0
 
 
+def cmd_clip_publish_key(args) -> int:
+    """Send HR's clip public key to devices as a signed command (devices enrolled before the
+    clip key existed); enrolment bundles made later carry it anyway."""
+    import time
+
+    from device.mediacrypt import clip_public_pem
+    from sync.connector.__main__ import _publish, _settings
+
+    settings = _settings(args)
+    pem = clip_public_pem(_hr_key(settings, args.clip_key).public_key())
+    return _publish(args, "command", int(time.time() * 1000), {"type": "clip_key", "pem": pem})
+
+
 def add_clip_parsers(sub) -> None:
     s = sub.add_parser("clip-key", help="create HR's X25519 key that answer clips are sealed for")
     s.add_argument("out", type=Path, help="private key file (the .pub is written beside it)")
@@ -175,6 +188,12 @@ def add_clip_parsers(sub) -> None:
     c.add_argument("--out", type=Path, required=True)
     c.add_argument("--clip-key", type=Path, help="HR clip private key (default [signing] clip_key_file)")
     c.set_defaults(func=cmd_clip_export)
+    c = csub.add_parser("publish-key", help="send HR's clip public key to devices (signed command)")
+    c.add_argument("--device", action="append", help="device id (repeatable; default: all known)")
+    c.add_argument("--tenant")
+    c.add_argument("--key", type=Path, help="Ed25519 signing key")
+    c.add_argument("--clip-key", type=Path, help="HR clip private key (default [signing] clip_key_file)")
+    c.set_defaults(func=cmd_clip_publish_key)
 
 
 __all__ = ["add_clip_parsers", "decrypt_clip", "stored_clip_bytes", "write_export"]

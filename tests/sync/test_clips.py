@@ -29,6 +29,7 @@ from device.store import Store
 from kiosk.media import EncryptedMediaWriter, read_media
 from sync.connector.__main__ import main as hr_main
 from sync.connector.clips import decrypt_clip, stored_clip_bytes
+from sync.connector.endpoint import ClipFile
 from sync.connector.service import Connector
 from sync.daemon import SyncDaemon
 from sync.outbox import HTTPS_OFF_NOTE, NO_CLIP_KEY, deliver_clips_once, settle_unsendable_clips
@@ -302,3 +303,39 @@ def test_hr_makes_its_clip_key_and_enrolment_bundles_carry_it(
     bare = connector_config(tmp_path, site_pki, broker_port, https_port, hr_key_path)
     with pytest.raises(SystemExit, match="no HR clip key"):
         hr_main(["--config", str(hr_config_file(bare)), "clip", "export", "x", "--out", str(tmp_path / "o.wav")])
+
+
+def test_a_signed_clip_key_command_releases_the_waiting_clips(sync_settings, connector, hr_key, clip_key):
+    from sync.connector.publish import down_topic, make_envelope
+    from sync.https import HttpsUplink
+
+    settings = sync_settings()
+    store = Store.open_from_settings(settings)
+    _, media, _, pcm = _answer_with_media(store, settings)
+    d = SyncDaemon(settings, store, start_wecom=False)
+    up = HttpsUplink(settings)
+    assert deliver_clips_once(store, up, clock=lambda: 1000.0, media_key=d.media_key()) == 0
+    assert _clip_rows(store)[0].last_error == NO_CLIP_KEY
+    topic = down_topic("default", settings.device.id, "command")
+
+    def command(pem: str, version: int) -> bytes:
+        env = make_envelope(hr_key, kind="command", tenant="default", version=version,
+                            payload={"type": "clip_key", "pem": pem}, device_id=settings.device.id)
+        return env.model_dump_json().encode()
+
+    # Not an X25519 key: authentic, but not installed; the clips keep waiting.
+    ed_pem = Path(settings.sync.downlink_public_key_file).read_text()
+    d.cache.handle(topic, command(ed_pem, 1))
+    assert store.cache_get("pubkey", "clips") is None
+    d.cache.handle(topic, command(clip_key.with_suffix(".pub").read_text(), 2))
+    assert store.cache_get("pubkey", "clips")[1]["pem"] == clip_key.with_suffix(".pub").read_text()
+    assert _clip_rows(store)[0].next_attempt == 0        # due at once, not in 5 minutes
+    assert deliver_clips_once(store, up, clock=lambda: 1001.0, media_key=d.media_key()) == 1
+    assert deliver_clips_once(store, up, clock=lambda: 1002.0, media_key=d.media_key()) == 1
+    assert all(r.delivered for r in _clip_rows(store))
+    # The connector stored both; the audio opens with HR's key.
+    c = connector.db.clip(media[1]["id"])
+    stored = ClipFile(c["path"], connector.endpoint.clip_key, c["id"]).read()
+    assert b"".join(x for _, x in decrypt_clip(stored, load_clip_private_key(clip_key))[1]) == pcm.tobytes()
+    up.close()
+    store.close()

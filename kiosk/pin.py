@@ -1,48 +1,23 @@
-"""The technician PIN: scrypt hashes (the format kiosk-provision writes into
-kiosk.technician_pin_hash) and the lockout after 5 wrong tries, kept in the store so a
-restart does not reset it. Never log or store a PIN, only its hash.
-
-Hash format: ``scrypt$<n>$<r>$<p>$<salt base64>$<hash base64>`` (hashlib.scrypt, 32 bytes).
+"""The technician PIN gate: the lockout after 5 wrong tries, kept in the store so a restart
+does not reset it. Hashing lives in device.pin (kiosk-provision sets the PIN with it).
+Never log or store a PIN, only its hash.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import logging
-import os
 import time
 from collections.abc import Callable
+
+from device.pin import hash_pin, verify_pin
+
+__all__ = ["LOCKOUT_S", "MAX_TRIES", "PinGate", "hash_pin", "verify_pin"]
 
 log = logging.getLogger(__name__)
 
 MAX_TRIES = 5
 LOCKOUT_S = 300.0
 KV_KEY = "kiosk.technician_pin"
-_N, _R, _P = 2**14, 8, 1
-
-
-def hash_pin(pin: str, *, salt: bytes | None = None) -> str:
-    if not pin.isdigit() or not 4 <= len(pin) <= 12:
-        raise ValueError("the technician PIN must be 4-12 digits")
-    salt = salt or os.urandom(16)
-    digest = hashlib.scrypt(pin.encode(), salt=salt, n=_N, r=_R, p=_P, dklen=32)
-    b64 = base64.b64encode
-    return f"scrypt${_N}${_R}${_P}${b64(salt).decode()}${b64(digest).decode()}"
-
-
-def verify_pin(pin_hash: str, pin: str) -> bool:
-    try:
-        algo, n, r, p, salt, digest = pin_hash.split("$")
-        if algo != "scrypt":
-            return False
-        got = hashlib.scrypt(pin.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r),
-                             p=int(p), dklen=32)
-        return hmac.compare_digest(got, base64.b64decode(digest))
-    except (ValueError, TypeError):
-        log.error("kiosk.technician_pin_hash is malformed (expected scrypt$n$r$p$salt$hash)")
-        return False
 
 
 class PinGate:

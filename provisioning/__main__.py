@@ -107,6 +107,12 @@ def _parser() -> argparse.ArgumentParser:
     rsub = c.add_subparsers(dest="retention_command", required=True, metavar="ACTION")
     rsub.add_parser("run", parents=[common], help="purge now")
 
+    c = cmd("pin", "the technician PIN that opens the kiosk's service screen")
+    psub = c.add_subparsers(dest="pin_command", required=True, metavar="ACTION")
+    psub.add_parser("set", parents=[common],
+                    help="set or replace it (typed twice without echo, or --stdin)").add_argument(
+        "--stdin", action="store_true", help="read the PIN from the first line of standard input")
+
     c = cmd("wecom", "WeCom settings")
     wsub = c.add_subparsers(dest="wecom_command", required=True, metavar="ACTION")
     wsub.add_parser("set-secret", parents=[common],
@@ -149,6 +155,9 @@ def _handler(args: argparse.Namespace) -> Callable[[Context, argparse.Namespace]
     if name == "retention":
         from provisioning.retention import run_retention
         return run_retention
+    if name == "pin":
+        from provisioning.pincmd import run_pin_set
+        return run_pin_set
     if name == "wecom":
         from provisioning.enrol import run_wecom_set_secret
         return run_wecom_set_secret

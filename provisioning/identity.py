@@ -142,9 +142,13 @@ def run_init(ctx: Context, args: argparse.Namespace) -> int:
     ctx.say(
         "下一步：\n  1. 把 {csr} 交给 HR/IT，运行 interview-hr enrol-device 生成注册包\n"
         "  2. kiosk-provision enrol 注册包文件\n  3. kiosk-provision models install 模型\n"
-        "  4. kiosk-provision bank import 题库.xlsx\n  5. kiosk-provision selftest",
+        "  4. kiosk-provision bank import 题库.xlsx\n"
+        "  5. kiosk-provision pin set（维护界面的 PIN，未设置前维护界面无法打开）\n"
+        "  6. kiosk-provision selftest",
         "Next:\n  1. give {csr} to HR/IT; they run `interview-hr enrol-device` to make the bundle\n"
         "  2. kiosk-provision enrol BUNDLE\n  3. kiosk-provision models install MODEL\n"
-        "  4. kiosk-provision bank import BANK.xlsx\n  5. kiosk-provision selftest",
+        "  4. kiosk-provision bank import BANK.xlsx\n"
+        "  5. kiosk-provision pin set (the service-screen PIN; the screen stays shut until it is set)\n"
+        "  6. kiosk-provision selftest",
         csr=csr)
     return ExitCode.OK

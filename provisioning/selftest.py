@@ -279,6 +279,23 @@ def check_hardware(ctx: Context, args: argparse.Namespace) -> list[CheckResult]:
     return results
 
 
+def check_technician_pin(settings: Settings) -> list[CheckResult]:
+    """The kiosk's service screen stays shut until a PIN is set (there is no default PIN)."""
+    from device.pin import is_pin_hash
+
+    h = settings.kiosk.technician_pin_hash
+    if not h:
+        return [_check("technician_pin", False, "not set",
+                       "未设置维护 PIN，终端上的维护界面无法打开：运行 kiosk-provision pin set。",
+                       "No service PIN: the kiosk's service screen cannot be opened. "
+                       "Run `kiosk-provision pin set`.")]
+    if not is_pin_hash(h):
+        return [_check("technician_pin", False, "kiosk.technician_pin_hash is malformed",
+                       "维护 PIN 的哈希格式错误：运行 kiosk-provision pin set 重新设置。",
+                       "The service PIN hash in the config is malformed: run `kiosk-provision pin set` again.")]
+    return [_check("technician_pin", True, "set")]
+
+
 # --- the command ---------------------------------------------------------------------------
 
 
@@ -296,6 +313,7 @@ def run_checks(ctx: Context, args: argparse.Namespace) -> list[CheckResult]:
 
     results += _guarded("question_bank", bank, "题库无法读取。", "The question bank cannot be read.")
     settings = ctx.settings()
+    results += check_technician_pin(settings)
     results += _guarded("models", lambda: check_models(settings, bank_langs),
                         "语音模型检测失败。", "The speech model check failed.")
     results += _guarded("hardware", lambda: check_hardware(ctx, args),

@@ -24,3 +24,21 @@ def test_lockout_after_five_wrong_tries_survives_a_restart(store):
 
 def test_no_pin_configured_means_no_service_mode(store):
     assert PinGate(None, store).check("1234") == (False, "not_configured")
+
+
+def test_without_a_pin_the_service_screen_says_how_to_set_one_and_opens_for_nothing(make_kiosk):
+    """There is no default PIN: until `kiosk-provision pin set`, no PIN opens the panel."""
+    k = make_kiosk(kiosk={"technician_pin_hash": None})
+    w = k.window
+    k.wait_state("idle")
+    for _ in range(5):
+        w.header.logo.click()
+    assert w.current_screen() is w.tech
+    k.qtbot.waitUntil(lambda: "kiosk-provision pin set" in w.tech.error.text(), timeout=5000)
+    for pin in ("2468", "000000"):
+        for ch in pin:
+            w.tech.keypad.buttons[ch].click()
+        w.tech.ok.click()
+        k.qtbot.waitUntil(w.tech.ok.isEnabled, timeout=5000)
+        assert not w.technician
+        assert "kiosk-provision pin set" in w.tech.error.text()

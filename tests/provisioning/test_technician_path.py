@@ -60,6 +60,8 @@ def test_fresh_terminal_to_an_interview_at_the_hr_connector(
         # 5-6. speech model and question bank
         assert kp("models", "install", str(VOSK_KO), "--model-lang", "zh").returncode == OK
         assert kp("bank", "import", str(EXAMPLES / "question_bank.xlsx")).returncode == OK
+        # 6b. the service PIN (typed twice on the terminal; scripts use --stdin)
+        assert kp("pin", "set", "--stdin", input="480613\n").returncode == OK
         # 7. selftest passes, broker included
         video, wav = media
         update_config(d.config, {"kiosk.camera": {"source": str(video), "fps": TEST_FPS},

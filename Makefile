@@ -3,15 +3,20 @@
 SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
-APT_PACKAGES := mosquitto libportaudio2 espeak-ng sox libegl1 libgl1 libxkbcommon0 \
-	libxcb-cursor0 libdbus-1-3 fontconfig fonts-wqy-microhei xvfb libxcb-icccm4 \
-	libxcb-keysyms1 openssl systemd
+# python3-venv: Debian's python3 has no ensurepip without it. The libxcb*/libxkbcommon-x11
+# libraries are what Qt's xcb platform plugin links (`make demo` on a desktop); headless
+# runs use Qt's offscreen platform, so no X server (xvfb) is needed.
+APT_PACKAGES := python3 python3-venv mosquitto libportaudio2 espeak-ng sox libegl1 libgl1 \
+	libxkbcommon0 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 \
+	libxcb-image0 libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xkb1 \
+	libdbus-1-3 fontconfig fonts-wqy-microhei openssl systemd
 
 .PHONY: deps venv demo test bench lint image image-test clean
 
 deps: .stamp-apt venv
 
-.stamp-apt:
+# Re-checked when the Makefile (and so the package list) changes.
+.stamp-apt: Makefile
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
@@ -22,14 +27,16 @@ deps: .stamp-apt venv
 
 venv: $(VENV)/.stamp
 
-$(VENV)/.stamp: pyproject.toml
+# After the apt packages (python3-venv), also under `make -j`.
+$(VENV)/.stamp: pyproject.toml | .stamp-apt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
+# A window on a desktop (X11 or Wayland), else headless on Qt's offscreen platform.
 demo: deps
-	$(VENV)/bin/interview-kiosk --demo $(if $(DISPLAY),,--headless) --out var/demo
+	$(VENV)/bin/interview-kiosk --demo $(if $(DISPLAY)$(WAYLAND_DISPLAY),,--headless) --out var/demo
 
 test: deps
 	QT_QPA_PLATFORM=offscreen $(VENV)/bin/python -m pytest -q

@@ -56,22 +56,19 @@ DEMO_ANSWERS = (
 )
 
 
-DEMO_SPEECH_WPM = 135   # espeak-ng at its default 150 wpm is misheard by pocketsphinx
-
-
 def demo_answer_wavs(cache_dir: Path) -> list[Path]:
-    """The candidate's spoken answers (espeak-ng, a calm 135 words a minute), made once."""
+    """The candidate's spoken answers (espeak-ng at the rate pocketsphinx hears best), made once."""
     import hashlib
 
-    from hardware.synthetic import speak
+    from hardware.synthetic import SPEECH_WPM, speak
 
     out = []
     for i, text in enumerate(DEMO_ANSWERS):
-        key = hashlib.sha256(f"{DEMO_SPEECH_WPM}:{text}".encode()).hexdigest()[:12]
+        key = hashlib.sha256(f"{SPEECH_WPM}:{text}".encode()).hexdigest()[:12]
         wav = Path(cache_dir) / f"kiosk-demo-answer-{i + 1}-{key}.wav"
         if not wav.exists():
             tmp = wav.with_suffix(".tmp.wav")
-            speak(text, "en", tmp, speed_wpm=DEMO_SPEECH_WPM)
+            speak(text, "en", tmp, speed_wpm=SPEECH_WPM)
             tmp.replace(wav)
         out.append(wav)
     return out

@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import struct
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -279,13 +280,44 @@ def seal_for_hr(path: Path, device_key: bytes, hr_public_key: X25519PublicKey) -
     cek = unwrap_device(header, device_key)
     header[_KEYS]["hr"] = _wrap_hr(header, cek, hr_public_key)
     raw = json.dumps(header).encode()
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f, path.open("rb") as src:
-        f.write(MAGIC + REC.pack(len(raw)) + raw)
-        src.seek(pos)
-        shutil.copyfileobj(src, f, 1 << 20)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp = path.with_name(path.name + SEAL_TMP_SUFFIX)
+    # A tmp left by a crash is ours and stale: remove it and create afresh (O_EXCL, so a
+    # leftover of any kind, a symlink included, is never written through).
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f, path.open("rb") as src:
+            f.write(MAGIC + REC.pack(len(raw)) + raw)
+            src.seek(pos)
+            shutil.copyfileobj(src, f, 1 << 20)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return True
+
+
+SEAL_TMP_SUFFIX = ".tmp"
+SEAL_TMP_STALE_S = 3600.0
+
+
+def remove_stale_seal_tmp(media_dir: Path, *, max_age_s: float = SEAL_TMP_STALE_S,
+                          now: float | None = None) -> int:
+    """Delete ``<recording>.ikm.tmp`` files ``seal_for_hr`` left behind when the process died
+    mid-write (encrypted, but litter retention never sees). Only those untouched for
+    ``max_age_s``: a tmp being written now is younger. Returns how many were removed."""
+    now = time.time() if now is None else now
+    removed = 0
+    for p in Path(media_dir).glob("*/*.ikm" + SEAL_TMP_SUFFIX):
+        try:
+            if p.is_file() and not p.is_symlink() and now - p.stat().st_mtime >= max_age_s:
+                p.unlink()
+                removed += 1
+            elif p.is_symlink():
+                p.unlink()   # never made by us; never followed
+                removed += 1
+        except FileNotFoundError:
+            continue   # gone meanwhile (its sealing finished)
+    return removed

@@ -121,6 +121,9 @@ class HeartbeatRecord(_Record):
     oldest_undelivered_age_s: float | None = Field(
         None, description="Age of the oldest undelivered record (answer clips not counted)")
     clips_pending: int = Field(0, ge=0, description="Answer clips not uploaded yet")
+    clips_failed: int = Field(
+        0, ge=0, description="Of clips_pending: refused because HR stores a different completed clip "
+        "with the same id (never replaced; retried daily)")
     oldest_clip_age_s: float | None = Field(None, description="Age of the oldest clip not uploaded yet")
     clip_key: bool | None = Field(
         None, description="Whether the device has HR's clip key (without it clips wait)")

@@ -17,13 +17,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from device import sdnotify
+from device.mediacrypt import remove_stale_seal_tmp
 from device.records import HeartbeatRecord, StatusRecord
 from device.version import software_version
 from sync.cache import DownlinkCache, DownlinkRejected
 from sync.https import HttpsUplink
 from sync.mqtt import MqttLink
 from sync.outbox import (
+    CLIP_CONFLICT,
     CLIP_KIND,
+    SEAL_TMP_SWEEP_S,
     WECOM_OFF_NOTE,
     OutboxDelivery,
     deliver_clips_once,
@@ -98,6 +101,9 @@ class SyncDaemon:
             n, oldest = self.store.db.execute(
                 "SELECT count(*), min(created) FROM outbox WHERE delivered IS NULL AND kind = ?",
                 (CLIP_KIND,)).fetchone()
+            failed = self.store.db.execute(
+                "SELECT count(*) FROM outbox WHERE delivered IS NULL AND kind = ? AND last_error LIKE ?",
+                (CLIP_KIND, CLIP_CONFLICT + "%")).fetchone()[0]
             rec_oldest = self.store.db.execute(
                 "SELECT min(created) FROM outbox WHERE delivered IS NULL AND kind != ?",
                 (CLIP_KIND,)).fetchone()[0]
@@ -105,6 +111,7 @@ class SyncDaemon:
             "outbox_depth": max(0, stats["depth"] - n),
             "oldest_undelivered_age_s": None if rec_oldest is None else max(0.0, now - rec_oldest),
             "clips_pending": n,
+            "clips_failed": failed,
             "oldest_clip_age_s": None if oldest is None else max(0.0, now - oldest),
             "clip_key": self.store.cache_get("pubkey", "clips") is not None,
         }
@@ -293,9 +300,24 @@ class SyncDaemon:
             self._media_key = derive_key(load_master_key(self.settings.paths.key_dir), "media")
         return self._media_key
 
+    def sweep_seal_tmp(self) -> int:
+        """Remove what a crash while sealing a clip for HR left behind (encrypted litter)."""
+        try:
+            # File ages are wall-clock mtimes, whatever clock the daemon runs on.
+            return remove_stale_seal_tmp(Path(self.settings.paths.media_dir))
+        except OSError as e:
+            log.warning("stale clip sealing files not removed: %s", e)
+            return 0
+
     def _clip_loop(self) -> None:
         assert self.https is not None
+        swept = float("-inf")
         while not self.stop_event.is_set():
+            if self.clock() - swept >= SEAL_TMP_SWEEP_S:
+                # Sealing happens only in this thread, so no tmp of ours is live here; the
+                # age threshold protects one a concurrent `--once` may be writing.
+                self.sweep_seal_tmp()
+                swept = self.clock()
             try:
                 n = deliver_clips_once(self.store, self.https, clock=self.clock,
                                        media_root=self.settings.paths.data_dir, stop=self.stop_event,

@@ -30,11 +30,13 @@ def tls_context(ca_file, cert_file=None, key_file=None) -> ssl.SSLContext:
 
 
 class UplinkError(Exception):
-    """Delivery over HTTPS failed. ``permanent``: the server will never take this body."""
+    """Delivery over HTTPS failed. ``permanent``: the server will never take this body.
+    ``conflict``: the server holds a different completed clip under this id (never replaced)."""
 
-    def __init__(self, message: str, *, permanent: bool = False):
+    def __init__(self, message: str, *, permanent: bool = False, conflict: bool = False):
         super().__init__(message)
-        self.permanent = permanent
+        self.permanent = permanent or conflict
+        self.conflict = conflict
 
 
 class HttpsUplink:
@@ -99,6 +101,15 @@ class HttpsUplink:
         url = f"{self.base}/clips/{clip_id}"
         body = json.dumps({**meta, "length": data_len, "sha256": h.hexdigest()}).encode()
         r = self._request("POST", url, content=body, headers={"Content-Type": "application/json"})
+        if r.status_code == 409:
+            # The connector restarts an unfinished upload of a resealed file itself; a 409
+            # here means a different clip is stored complete under this id. Retrying cannot
+            # change that.
+            try:
+                detail = r.json().get("error", "")
+            except (ValueError, AttributeError):
+                detail = ""
+            raise UplinkError(f"clip {clip_id}: HTTP 409 {detail}".strip(), conflict=True)
         self._check(r, f"clip {clip_id}")
         state = r.json()
         offset = int(state.get("offset", 0))

@@ -29,6 +29,12 @@ WECOM_OFF_NOTE = "wecom not configured: HR message not sent"
 HTTPS_OFF_NOTE = "sync.https not configured: clip kept on the device only"
 NO_CLIP_KEY = "waiting for the HR clip key (enrol the device again or publish the key)"
 CLIP_KEY_WAIT_S = 300.0
+# A clip the connector refuses because a different completed clip is stored under its id:
+# never replaced, so retrying at the normal rate only makes noise. Kept (not settled: HR or
+# IT decides), retried daily or on `retry_now`, counted as `clips_failed` in the heartbeat.
+CLIP_CONFLICT = "clip conflict: "
+CLIP_CONFLICT_RETRY_S = 86400.0
+SEAL_TMP_SWEEP_S = 3600.0
 
 
 def backoff_delay(attempts: int, *, base: float = 2.0, cap: float = 300.0,
@@ -350,6 +356,14 @@ def deliver_clips_once(store, https: HttpsUplink, *, clock: Callable[[], float] 
         try:
             https.upload_clip(str(media_id or row.id), path, meta, stop=stop)
         except UplinkError as e:
+            if e.conflict:
+                store.mark_failed(row.id, clock() + CLIP_CONFLICT_RETRY_S,
+                                  f"{CLIP_CONFLICT}HR already stores a different completed clip "
+                                  f"with this id; not replaced, retried daily ({e})")
+                log.error("clip %s: HR already stores a different completed clip with this id; "
+                          "not replaced; retried daily (check the connector's clip list)",
+                          media_id or row.id)
+                continue
             delay = backoff_delay(row.attempts, rng=rng)
             store.mark_failed(row.id, clock() + delay, str(e))
             log.warning("clip %s not uploaded: %s; retry in %.0fs", media_id or row.id, e, delay)

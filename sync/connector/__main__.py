@@ -191,7 +191,8 @@ def cmd_devices(args) -> int:
             _ago(d["heartbeat_at"], now), str(hb.get("outbox_depth", "?")),
             "-" if age is None else f"{age / 60:.0f} min",
             # Clips waiting, and whether the device has the HR clip key (without it they wait).
-            f"{hb.get('clips_pending', 0)}" + (" [yellow]no clip key[/yellow]" if hb.get("clip_key") is False else ""),
+            f"{hb.get('clips_pending', 0)}" + (" [yellow]no clip key[/yellow]" if hb.get("clip_key") is False else "")
+            + (f" [red]{hb['clips_failed']} failed[/red]" if hb.get("clips_failed") else ""),
             f"{hb.get('question_bank_version', '-')}/{hb.get('roster_version', '-')}",
             ", ".join(f"{k}={v}" for k, v in rej.items()) or "0",
             f"[red]{d['alarm']}[/red]" if d["alarm"] else "ok",

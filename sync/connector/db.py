@@ -327,6 +327,17 @@ class ConnectorDB:
                 (received_bytes, completed, id),
             )
 
+    def restart_clip(self, *, id: str, meta: dict, length: int, sha256: str) -> None:
+        """Forget an upload that never completed and take a new declaration for the same id
+        (the device resealed the recording for a new HR clip key mid-upload). A completed
+        clip is never touched."""
+        with self.tx() as c:
+            c.execute(
+                self._sql("UPDATE clips SET meta = ?, length = ?, sha256 = ?, received_bytes = 0"
+                          " WHERE id = ? AND completed IS NULL"),
+                (json.dumps(meta, separators=(",", ":")), length, sha256, id),
+            )
+
     def clips(self) -> list[dict]:
         return [self.clip(r[0]) for r in self._q("SELECT id FROM clips ORDER BY created")]  # type: ignore[misc]
 

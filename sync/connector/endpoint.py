@@ -294,8 +294,24 @@ class _Handler(BaseHTTPRequestHandler):
                                           meta=meta, length=length, sha256=sha, path=str(path))
             clip = self.ep.ingest.db.clip(clip_id)
             assert clip is not None
-            if clip["device_id"] != m["device"] or clip["sha256"] != sha or clip["length"] != length:
-                return self._reply(409, {"error": "a different clip with this id exists"})
+            if clip["device_id"] != m["device"]:
+                return self._reply(409, {"error": "a clip with this id exists from another device"})
+            if clip["sha256"] != sha or clip["length"] != length:
+                if clip["completed"]:
+                    # A stored clip is never replaced: HR may already have exported it.
+                    log.error("clip %s from %s: a different completed clip with this id is stored;"
+                              " not replaced", clip_id, m["device"])
+                    return self._reply(409, {"error": "a different completed clip with this id is "
+                                             "stored; not replaced"})
+                # Not completed: the device resealed the recording (HR rotated the clip key
+                # mid-upload). The partial bytes belong to the old sealing: drop them, restart.
+                self._clip_file(clip).path.unlink(missing_ok=True)
+                self.ep.ingest.db.restart_clip(id=clip_id, meta=meta, length=length, sha256=sha)
+                log.info("clip %s from %s: upload restarted for a new sealing (%d of %d bytes of"
+                         " the old one dropped)", clip_id, m["device"], clip["received_bytes"],
+                         clip["length"])
+                clip = self.ep.ingest.db.clip(clip_id)
+                assert clip is not None
             if length == 0 and not clip["completed"]:
                 self.ep.ingest.db.set_clip_progress(clip_id, 0, time.time())
                 clip = self.ep.ingest.db.clip(clip_id)

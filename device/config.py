@@ -7,6 +7,7 @@ config and the error messages come from those declarations. Never put a secret i
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tomllib
 import types
@@ -24,6 +25,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+log = logging.getLogger(__name__)
 
 ENV_VAR = "INTERVIEW_KIOSK_CONFIG"
 SYSTEM_CONFIG = Path("/etc/interview-kiosk/config.toml")
@@ -558,6 +561,98 @@ def _expectation_for_missing(info: Any) -> str:
     if example is not None:
         text += f", e.g. {_toml_value(example)}"
     return text
+
+
+# --- config pushed by HR ----------------------------------------------------------------
+
+# What HR may change remotely (`interview-hr publish-config`): behaviour, never where the
+# device connects or who it is (a wrong broker pushed remotely would cut the device off).
+PUSHABLE_SECTIONS = ("session", "retention")
+# Where sync/cache.py keeps the verified downlink config: Store.cache_put(kind, key, ...).
+PUSHED_CONFIG_KIND = "config"
+PUSHED_CONFIG_KEY = "current"
+
+
+def _pushed_label(version: int | None) -> str:
+    return f"pushed config v{version}" if version is not None else "pushed config"
+
+
+def check_overrides(overrides: Any, *, version: int | None = None) -> None:
+    """Raise ConfigError unless ``overrides`` only sets keys of PUSHABLE_SECTIONS with values
+    the schema accepts. Needs no device settings, so the HR connector checks with it too."""
+    label = _pushed_label(version)
+    if not isinstance(overrides, dict):
+        raise ConfigError(label, [f"expected a table of sections, got {_got(overrides)}"])
+    problems: list[str] = []
+    for name, value in overrides.items():
+        if name not in PUSHABLE_SECTIONS:
+            problems.append(f"{_printable(str(name))}: cannot be set by pushed config "
+                            f"(allowed sections: {', '.join(PUSHABLE_SECTIONS)})")
+            continue
+        model = _model_of(Settings.model_fields[name])
+        assert model is not None
+        try:
+            # Every key of these sections has a default, so a partial section validates.
+            model.model_validate(value)
+        except ValidationError as e:
+            problems += [_describe({**err, "loc": (name, *err["loc"])}) for err in e.errors()]
+    if problems:
+        raise ConfigError(label, problems)
+
+
+def apply_overrides(settings: Settings, overrides: dict, *, version: int | None = None) -> Settings:
+    """The settings with the pushed sections merged over them (pushed keys win, the rest
+    stays the TOML file's); a new frozen Settings. Raises ConfigError naming
+    ``pushed config v<version>: section.key: expected ...``."""
+    check_overrides(overrides, version=version)
+    merged = _merge_tables(settings.model_dump(mode="json"), overrides)
+    try:
+        # Paths in the dump are already absolute, so no base_dir is needed.
+        return Settings.model_validate(merged)
+    except ValidationError as e:
+        raise ConfigError(_pushed_label(version), [_describe(err) for err in e.errors()]) from None
+
+
+def _merge_tables(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        both = isinstance(v, dict) and isinstance(out.get(k), dict)
+        out[k] = _merge_tables(out[k], v) if both else v
+    return out
+
+
+def overridden_keys(overrides: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of the keys a pushed config sets, e.g. ["session.timeouts.help"]."""
+    keys: list[str] = []
+    for k, v in overrides.items():
+        name = f"{prefix}.{k}" if prefix else str(k)
+        keys += overridden_keys(v, name) if isinstance(v, dict) and v else [name]
+    return keys
+
+
+def pushed_config(store: Any) -> tuple[int, dict[str, Any]] | None:
+    """(version, overrides) of the config HR pushed last, or None."""
+    return store.cache_get(PUSHED_CONFIG_KIND, PUSHED_CONFIG_KEY)
+
+
+def effective_settings(store: Any, settings: Settings) -> tuple[Settings, int | None]:
+    """The TOML settings with HR's pushed config applied, and its version (None: none
+    applies). A cached config that no longer validates (the schema changed with a software
+    update) is ignored with a warning: the device keeps running on its TOML file."""
+    try:
+        row = pushed_config(store)
+    except Exception as e:  # an unreadable cache must not stop the kiosk from starting
+        log.warning("pushed config not read (%s): using the config file only", type(e).__name__)
+        return settings, None
+    if row is None:
+        return settings, None
+    version, overrides = row
+    try:
+        return apply_overrides(settings, overrides, version=version), version
+    except ConfigError as e:
+        log.warning("%s ignored, using the config file only: %s", _pushed_label(version),
+                    "; ".join(e.problems))
+        return settings, None
 
 
 # --- the commented default config --------------------------------------------------------

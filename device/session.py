@@ -423,6 +423,16 @@ class SessionMachine:
         """callback(view) after every change of the view (state, countdown second, message)."""
         self._subscribers.append(callback)
 
+    def reconfigure(self, settings: Any) -> bool:
+        """Use `settings` (e.g. with HR's pushed config applied) from the next interview on.
+        Refused (False) unless idle with no interview open: a candidate keeps the timeouts
+        and retakes their interview started with."""
+        if self._state is not State.IDLE or self._live is not None:
+            return False
+        self.settings = settings
+        self._cfg = settings.session
+        return True
+
     def handle(self, event: Any) -> State:
         """Apply one event. Due timeouts are applied first: the clock decides, not arrival order."""
         now = self.clock()

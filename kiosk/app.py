@@ -82,6 +82,28 @@ def make_sources(settings, *, pace: str = "real"):
     return camera, mic
 
 
+def follow_pushed_config(machine, store, file_settings, version: int | None
+                         ) -> Callable[[object], None]:
+    """A view subscriber: each time the machine is back at idle after a candidate, apply the
+    config HR pushed meanwhile (never during an interview). Runs on the machine's thread."""
+    from device.config import effective_settings
+    from device.session import State
+
+    last = {"state": machine.state, "version": version}
+
+    def on_view(_view: object) -> None:
+        state, was = machine.state, last["state"]
+        last["state"] = state
+        if state is not State.IDLE or was is State.IDLE:
+            return
+        settings, new_version = effective_settings(store, file_settings)
+        if new_version != last["version"] and machine.reconfigure(settings):
+            log.info("pushed config v%s in force from this interview on", new_version)
+            last["version"] = new_version
+
+    return on_view
+
+
 def build_kiosk(settings, store, camera, mic, *, clock: Callable[[], float] = time.time,
                 face_counter=None, analysis="auto", lang: str | None = None,
                 media_root: Path | None = None):
@@ -89,6 +111,7 @@ def build_kiosk(settings, store, camera, mic, *, clock: Callable[[], float] = ti
     from device import session as ses
     from device import signin
     from device.audit import AuditLog
+    from device.config import effective_settings
     from device.keys import derive_key, load_master_key
     from hardware.selftest import haar_face_detector, run_selftest
     from kiosk.capture import CapturePipeline
@@ -96,7 +119,13 @@ def build_kiosk(settings, store, camera, mic, *, clock: Callable[[], float] = ti
 
     master = load_master_key(settings.paths.key_dir)
     audit = AuditLog(store, derive_key(master, "audit"))
+    # `settings` is the TOML file's; HR's pushed [session]/[retention] win for the keys they set.
+    file_settings = settings
+    settings, pushed = effective_settings(store, file_settings)
+    if pushed is not None:
+        log.info("pushed config v%d in force", pushed)
     machine = ses.SessionMachine(store, settings, clock=clock, report_builder=make_report_builder())
+    machine.subscribe(follow_pushed_config(machine, store, file_settings, pushed))
     try:
         recovered = machine.recover()
         if recovered:

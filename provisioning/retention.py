@@ -17,15 +17,19 @@ DAY = 86400.0
 
 
 def run_retention(ctx: Context, args: argparse.Namespace) -> int:
-    settings = ctx.settings()
+    from device.config import effective_settings
+
     store = ctx.store()
+    # HR's pushed [retention] wins over the TOML file for the keys it sets.
+    settings, pushed_version = effective_settings(store, ctx.settings())
     now = time.time()
     counts = store.purge_delivered(
         now - settings.retention.days * DAY,
         interrupted_older_than=now - settings.retention.interrupted_days * DAY,
     )
     ctx.record("retention.purge", {"days": settings.retention.days,
-                                   "interrupted_days": settings.retention.interrupted_days, **counts})
+                                   "interrupted_days": settings.retention.interrupted_days,
+                                   "pushed_config": pushed_version, **counts})
     log.info("retention purge: %s", counts)
     if ctx.json_output:
         ctx.emit_json(counts)

@@ -19,7 +19,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from device.config import Settings
+from device.config import Settings, effective_settings, overridden_keys, pushed_config
 from provisioning import version_string
 from provisioning.cli import Context, ExitCode
 
@@ -112,6 +112,12 @@ def gather(ctx: Context) -> dict[str, Any]:
         version, payload = cached
         bank = {"version": version, "jobs": len(payload.get("jobs", [])),
                 "questions": len(payload.get("questions", []))}
+    pushed = None
+    row = pushed_config(store)
+    if row is not None:
+        # Would the device use it? A cached config the schema no longer accepts is ignored.
+        _, applied = effective_settings(store, settings)
+        pushed = {"version": row[0], "keys": overridden_keys(row[1]), "applied": applied is not None}
     versions = {"interview-kiosk": version_string(), "python": platform.python_version(),
                 "schema": store.schema_version}
     for name in PACKAGES:
@@ -142,6 +148,7 @@ def gather(ctx: Context) -> dict[str, Any]:
                    for lang, p in settings.models.vosk.items()},
         "pocketsphinx_en": settings.models.pocketsphinx_en,
         "bank": bank,
+        "pushed_config": pushed,
         "outbox": outbox,
         "last_delivered": last_delivered,
         "last_delivered_age_s": None if last_delivered is None else now - last_delivered,
@@ -196,6 +203,16 @@ def run_status(ctx: Context, args: argparse.Namespace) -> int:
     b = info["bank"]
     t.add_row(tr("题库", "Question bank"), tr("版本 {v}，{j} 个岗位，{q} 道题", "version {v}, {j} jobs, {q} questions",
                                           v=b["version"], j=b["jobs"], q=b["questions"]) if b else "[yellow]" + tr("未导入", "none installed") + "[/]")
+    pc = info["pushed_config"]
+    if pc:
+        keys = escape(", ".join(pc["keys"]))
+        t.add_row(tr("HR 推送配置", "Pushed config"),
+                  tr("版本 {v}，覆盖 {k}", "version {v}, overrides {k}", v=pc["version"], k=keys)
+                  if pc["applied"] else "[red]" + tr("版本 {v} 无效，已忽略（见日志）",
+                                                     "version {v} invalid, ignored (see the log)",
+                                                     v=pc["version"]) + "[/]")
+    else:
+        t.add_row(tr("HR 推送配置", "Pushed config"), tr("无（只用配置文件）", "none (config file only)"))
     o = info["outbox"]
     behind = o["oldest_undelivered_age_s"]
     style = "red" if behind is not None and behind > 1800 else "green"

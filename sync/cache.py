@@ -17,6 +17,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
+from device.config import PUSHABLE_SECTIONS, ConfigError, apply_overrides, check_overrides
 from device.records import DOWN_KINDS, DownlinkEnvelope
 from sync.signing import KeyFileError, SignatureError, load_public_key, verify_bytes
 
@@ -27,9 +28,8 @@ REJECT_COUNTS_KV = "sync.downlink_rejected"
 COMMAND_VERSION_KV = "sync.command_version"
 CACHE_KEY = "current"
 PUBKEY_KIND, PUBKEY_KEY = "pubkey", "downlink"
-# What HR may change remotely: behaviour, never where the device connects or its identity
-# (a wrong broker address pushed remotely would cut the device off for good).
-CONFIG_SECTIONS = {"session", "retention"}
+# What HR may change remotely: declared once, with the schema (device/config.py).
+CONFIG_SECTIONS = set(PUSHABLE_SECTIONS)
 # Built-in commands; others (e.g. "wecom_signin") are registered by the daemon's parts.
 BUILTIN_COMMANDS = ("heartbeat", "retry_now")
 
@@ -53,32 +53,17 @@ class Applied:
     command: str | None = None
 
 
-def check_config_overlay(data: Any, base: dict | None = None) -> None:
-    """Raise ValueError unless ``data`` only touches CONFIG_SECTIONS and, merged over
-    ``base`` (the device's settings), still validates."""
-    if not isinstance(data, dict):
-        raise ValueError("config payload must be an object of sections")
-    extra = set(data) - CONFIG_SECTIONS
-    if extra:
-        raise ValueError(
-            f"config sections {sorted(extra)} cannot be changed remotely "
-            f"(allowed: {sorted(CONFIG_SECTIONS)})"
-        )
-    if base is not None:
-        from device.config import ConfigError, settings_from_dict
-
-        merged = _merge(base, data)
-        try:
-            settings_from_dict(merged, path="downlink config")
-        except ConfigError as e:
-            raise ValueError(str(e)) from None
-
-
-def _merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
+def check_config_overlay(data: Any, base: Any = None, *, version: int | None = None) -> None:
+    """Raise ValueError unless ``data`` only touches CONFIG_SECTIONS with valid values and,
+    merged over ``base`` (the device's Settings), still validates. The same rule the
+    device applies the config with (device.config.apply_overrides)."""
+    try:
+        if base is None:
+            check_overrides(data, version=version)
+        else:
+            apply_overrides(base, data, version=version)
+    except ConfigError as e:
+        raise ValueError(str(e)) from None
 
 
 class DownlinkCache:
@@ -208,7 +193,7 @@ class DownlinkCache:
             return roster.model_dump(mode="json")
         if env.kind == "config":
             try:
-                check_config_overlay(env.payload, self.settings.model_dump(mode="json"))
+                check_config_overlay(env.payload, self.settings, version=env.version)
             except ValueError as e:
                 raise DownlinkRejected("invalid", f"config: {e}") from None
             return env.payload

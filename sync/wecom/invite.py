@@ -62,7 +62,7 @@ def _readable(img: Any, text: str) -> bool:
     return found == text
 
 
-def qr_image(qr_text: str, *, box_size: int = 10) -> Any:
+def qr_image(qr_text: str, *, box_size: int = 10, error_correction: int | None = None) -> Any:
     """The QR code as a greyscale image that OpenCV's detector (the kiosk's reader) decodes.
 
     cv2.QRCodeDetector misreads some codes (about 1 in 15 of ours with the default mask), so
@@ -74,7 +74,8 @@ def qr_image(qr_text: str, *, box_size: int = 10) -> Any:
 
     fallback = None
     for mask in (None, *range(8)):
-        qr = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, box_size=box_size, border=4,
+        qr = qrcode.QRCode(error_correction=error_correction if error_correction is not None
+                           else qrcode.constants.ERROR_CORRECT_M, box_size=box_size, border=4,
                            mask_pattern=mask)
         qr.add_data(qr_text)
         qr.make(fit=True)

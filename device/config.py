@@ -559,7 +559,7 @@ def _expectation_for_missing(info: Any) -> str:
     example = extra.get("example") if isinstance(extra, dict) else None
     text = desc or "a value"
     if example is not None:
-        text += f", e.g. {_toml_value(example)}"
+        text += f", e.g. {toml_value(example)}"
     return text
 
 
@@ -658,7 +658,8 @@ def effective_settings(store: Any, settings: Settings) -> tuple[Settings, int | 
 # --- the commented default config --------------------------------------------------------
 
 
-def _toml_value(v: Any) -> str:
+def toml_value(v: Any) -> str:
+    """One TOML value on one line (inline tables and arrays included)."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int | float):
@@ -668,11 +669,11 @@ def _toml_value(v: Any) -> str:
     if isinstance(v, str):
         return json.dumps(v, ensure_ascii=False)
     if isinstance(v, list | tuple):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
     if isinstance(v, dict):
         if not v:
             return "{}"
-        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
+        return "{ " + ", ".join(f"{k} = {toml_value(x)}" for k, x in v.items()) + " }"
     raise TypeError(f"no TOML form for {type(v).__name__}")
 
 
@@ -713,17 +714,17 @@ def _emit_section(
             value = info.get_default(call_default_factory=True)
         extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
         if isinstance(value, _Commented):
-            lines.append(f"#{field} = {_toml_value(value.value)}")
+            lines.append(f"#{field} = {toml_value(value.value)}")
             continue
         if value is None:
             # No default (or an optional one): show an example, commented.
             example = extra.get("example")
             if example is not None:
-                lines.append(f"#{field} = {_toml_value(example)}")
+                lines.append(f"#{field} = {toml_value(example)}")
             continue
         if commented and info.is_required() and "example" in extra:
             value = extra["example"]
-        lines.append(f"{c}{field} = {_toml_value(value)}")
+        lines.append(f"{c}{field} = {toml_value(value)}")
     for field, info, sub in subsections:
         optional = not info.is_required() and info.get_default(call_default_factory=True) is None
         sub_values = (values or {}).get(field) if values is not None else None

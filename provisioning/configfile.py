@@ -7,7 +7,6 @@ it replaces the file, so a bad change never leaves a broken config. Never writes
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
@@ -15,29 +14,9 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from device.config import ConfigError, Settings, settings_from_dict
+from device.config import ConfigError, Settings, settings_from_dict, toml_value
 
 _HEADER = re.compile(r"^\s*(#\s*)?\[([A-Za-z0-9_.\-]+)\]\s*(#.*)?$")
-
-
-def toml_value(v: Any) -> str:
-    """One TOML value on one line (inline tables and arrays included)."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return repr(v)
-    if isinstance(v, Path):
-        v = str(v)
-    if isinstance(v, str):
-        # A JSON string is a valid TOML basic string (same escapes); keep Chinese readable.
-        return json.dumps(v, ensure_ascii=False)
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        if not v:
-            return "{}"
-        return "{ " + ", ".join(f"{k} = {toml_value(x)}" for k, x in v.items()) + " }"
-    raise TypeError(f"no TOML form for {type(v).__name__}")
 
 
 def _key_line(key: str) -> re.Pattern[str]:

@@ -458,7 +458,7 @@ class DemoPilot:
               flush=True)
         w.idle.code_btn.click()
         w.idle.type_code(self.code)
-        self.after(500, lambda: (self.shot("idle-code"), w.idle.code_ok.click()))
+        self.after(500, lambda: (self.shot("idle-code"), w.idle.code_page.ok.click()))
 
     def _wait_check(self, deadline: float) -> None:
         w = self.w
@@ -510,8 +510,8 @@ class DemoPilot:
             self._finish(ok=True)
             return
         for ch in DEMO_PIN:
-            w.tech.keypad.buttons[ch].click()
-        w.tech.ok.click()
+            w.tech.entry.keypad.buttons[ch].click()
+        w.tech.entry.ok.click()
         self.after(1500, lambda: (self.shot("technician"), w.tech.leave.click(),
                                   self._finish(ok=True)))
 

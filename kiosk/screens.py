@@ -5,6 +5,8 @@ candidate touches something; it never decides what comes next (device/session do
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from kiosk import style
 from kiosk.i18n import tr
 from kiosk.qt import (
@@ -56,6 +58,82 @@ def _centred(col: QWidget) -> QVBoxLayout:
     outer.addWidget(col)
     outer.addStretch(1)
     return outer
+
+
+class KeypadPage(QWidget):
+    """Digits typed on a touch keypad: title, subtitle, the entry, an error line, back and OK.
+
+    The interview-code page and the technician's PIN page; `display` turns the value into
+    what the entry shows (spaced digits, or dots for a PIN)."""
+
+    def __init__(self, display: Callable[[str], str], *, min_len: int = 0, max_len: int = 12) -> None:
+        super().__init__()
+        self.value = ""
+        self._display = display
+        self._min_len = min_len
+        self._max_len = max_len
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(40, 10, 40, 28)
+        lay.setSpacing(56)
+        col, left = _column()
+        left.addStretch(1)
+        self.title = label("", "title")
+        self.sub = label("", "subtitle")
+        self.field = label("", "code", wrap=False)
+        self.field.setMinimumHeight(96)
+        self.error = label("", "error")
+        left.addWidget(self.title)
+        left.addWidget(self.sub)
+        left.addSpacing(24)
+        left.addWidget(self.field)
+        left.addWidget(self.error)
+        left.addSpacing(16)
+        brow = QHBoxLayout()
+        brow.setSpacing(18)
+        self.back = button("", "ghost")
+        self.ok = button("", "primary")
+        brow.addWidget(self.back)
+        brow.addWidget(self.ok)
+        brow.addStretch(1)
+        left.addLayout(brow)
+        left.addStretch(1)
+        lay.addLayout(_centred(col), 5)
+        pad_card = card()
+        _shadow(pad_card)
+        pl = QVBoxLayout(pad_card)
+        pl.setContentsMargins(28, 28, 28, 28)
+        self.keypad = Keypad("123456789C0<")
+        self.keypad.key.connect(self._key)
+        pl.addWidget(self.keypad)
+        right = QVBoxLayout()
+        right.addStretch(1)
+        right.addWidget(pad_card)
+        right.addStretch(1)
+        lay.addLayout(right, 4)
+        self.clear()
+
+    def clear(self, error: str = "") -> None:
+        self.value = ""
+        self._render()
+        self.error.setText(error)
+
+    def complete(self) -> bool:
+        return len(self.value) >= self._min_len
+
+    def _key(self, k: str) -> None:
+        if k == "C":
+            self.value = ""
+        elif k == "<":
+            self.value = self.value[:-1]
+        elif len(self.value) < self._max_len:
+            self.value += k
+        self._render()
+        self.error.setText("")
+
+    def _render(self) -> None:
+        self.field.setText(self._display(self.value) if self.value else "—")
+        if self._min_len:
+            self.ok.setEnabled(self.complete())
 
 
 def _bilingual(value, lang: str) -> str:
@@ -183,7 +261,6 @@ class IdleScreen(Screen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.code = ""
         self.qr_seconds = 120
         self.pages = QStackedWidget(self)
         QVBoxLayout(self).addWidget(self.pages)
@@ -238,84 +315,30 @@ class IdleScreen(Screen):
         self.pages.addWidget(page)
 
     def _build_code_page(self) -> None:
-        page = QWidget()
-        lay = QHBoxLayout(page)
-        lay.setContentsMargins(40, 10, 40, 28)
-        lay.setSpacing(56)
-        col, left = _column()
-        left.addStretch(1)
-        self.code_title = label("", "title")
-        self.code_sub = label("", "subtitle")
-        self.code_field = label("", "code", wrap=False)
-        self.code_field.setMinimumHeight(96)
-        self.code_error = label("", "error")
-        left.addWidget(self.code_title)
-        left.addWidget(self.code_sub)
-        left.addSpacing(24)
-        left.addWidget(self.code_field)
-        left.addWidget(self.code_error)
-        left.addSpacing(16)
-        brow = QHBoxLayout()
-        brow.setSpacing(18)
-        self.code_back = button("", "ghost")
-        self.code_back.clicked.connect(self.show_qr_page)
-        self.code_ok = button("", "primary")
-        self.code_ok.clicked.connect(self._submit)
-        brow.addWidget(self.code_back)
-        brow.addWidget(self.code_ok)
-        brow.addStretch(1)
-        left.addLayout(brow)
-        left.addStretch(1)
-        lay.addLayout(_centred(col), 5)
-        pad_card = card()
-        _shadow(pad_card)
-        pl = QVBoxLayout(pad_card)
-        pl.setContentsMargins(28, 28, 28, 28)
-        self.keypad = Keypad("123456789C0<")
-        self.keypad.key.connect(self._key)
-        pl.addWidget(self.keypad)
-        right = QVBoxLayout()
-        right.addStretch(1)
-        right.addWidget(pad_card)
-        right.addStretch(1)
-        lay.addLayout(right, 4)
-        self.pages.addWidget(page)
+        self.code_page = KeypadPage(" ".join, min_len=4)
+        self.code_page.back.clicked.connect(self.show_qr_page)
+        self.code_page.ok.clicked.connect(self._submit)
+        self.pages.addWidget(self.code_page)
 
     def show_code_page(self) -> None:
-        self.code = ""
-        self.code_error.setText("")
-        self._show_code()
+        self.code_page.clear()
         self.pages.setCurrentIndex(1)
 
     def show_qr_page(self) -> None:
         self.pages.setCurrentIndex(0)
 
-    def _key(self, k: str) -> None:
-        if k == "C":
-            self.code = ""
-        elif k == "<":
-            self.code = self.code[:-1]
-        elif len(self.code) < 12:
-            self.code += k
-        self.code_error.setText("")
-        self._show_code()
-
     def type_code(self, code: str) -> None:
         """Enter a code key by key (the demo's candidate uses the keypad like a person)."""
         for ch in code:
-            if ch in self.keypad.buttons:
-                self.keypad.buttons[ch].click()
-
-    def _show_code(self) -> None:
-        self.code_field.setText(" ".join(self.code) if self.code else "—")
-        self.code_ok.setEnabled(len(self.code) >= 4)
+            if ch in self.code_page.keypad.buttons:
+                self.code_page.keypad.buttons[ch].click()
 
     def _submit(self) -> None:
-        if len(self.code) >= 4:
-            emit(self.code_submitted, self.code)
+        if self.code_page.complete():
+            emit(self.code_submitted, self.code_page.value)
 
     def show_refusal(self, text: str) -> None:
-        self.code_error.setText(text)
+        self.code_page.error.setText(text)
 
     def set_qr(self, url: str | None, seconds: float, warning: tuple[str, str] | None = None,
                matrix: list[list[bool]] | None = None) -> None:
@@ -355,11 +378,10 @@ class IdleScreen(Screen):
         self.steps.parentWidget().setVisible(qr_ok)
         self.code_btn.setText(tr("idle_code_btn", lang))
         self._note()
-        self.code_title.setText(tr("code_title", lang))
-        self.code_sub.setText(tr("code_sub", lang))
-        self.code_back.setText(tr("code_back", lang))
-        self.code_ok.setText(tr("code_ok", lang))
-        self._show_code()
+        self.code_page.title.setText(tr("code_title", lang))
+        self.code_page.sub.setText(tr("code_sub", lang))
+        self.code_page.back.setText(tr("code_back", lang))
+        self.code_page.ok.setText(tr("code_ok", lang))
 
 
 class WelcomeScreen(Screen):
@@ -716,50 +738,13 @@ class TechnicianScreen(Screen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.pin = ""
         self.pages = QStackedWidget(self)
         QVBoxLayout(self).addWidget(self.pages)
-        # PIN page
-        page = QWidget()
-        lay = QHBoxLayout(page)
-        lay.setContentsMargins(40, 10, 40, 28)
-        lay.setSpacing(56)
-        col, left = _column()
-        left.addStretch(1)
-        self.title = label("", "title")
-        self.sub = label("", "subtitle")
-        self.pin_field = label("", "code", wrap=False)
-        self.pin_field.setMinimumHeight(96)
-        self.error = label("", "error")
-        left.addWidget(self.title)
-        left.addWidget(self.sub)
-        left.addSpacing(20)
-        left.addWidget(self.pin_field)
-        left.addWidget(self.error)
-        brow = QHBoxLayout()
-        self.cancel = button("", "ghost")
-        self.cancel.clicked.connect(self._emit("tech_cancel"))
-        self.ok = button("OK", "primary")
-        self.ok.clicked.connect(lambda: emit(self.pin_entered, self.pin))
-        brow.addWidget(self.cancel)
-        brow.addWidget(self.ok)
-        brow.addStretch(1)
-        left.addSpacing(12)
-        left.addLayout(brow)
-        left.addStretch(1)
-        lay.addLayout(_centred(col), 5)
-        pad_card = card()
-        pl = QVBoxLayout(pad_card)
-        pl.setContentsMargins(28, 28, 28, 28)
-        self.keypad = Keypad("123456789C0<")
-        self.keypad.key.connect(self._key)
-        pl.addWidget(self.keypad)
-        right = QVBoxLayout()
-        right.addStretch(1)
-        right.addWidget(pad_card)
-        right.addStretch(1)
-        lay.addLayout(right, 4)
-        self.pages.addWidget(page)
+        self.entry = KeypadPage(lambda pin: "●" * len(pin))
+        self.entry.back.clicked.connect(self._emit("tech_cancel"))
+        self.entry.ok.setText("OK")
+        self.entry.ok.clicked.connect(lambda: emit(self.pin_entered, self.entry.value))
+        self.pages.addWidget(self.entry)
         # panel page
         panel = QWidget()
         pl2 = QVBoxLayout(panel)
@@ -791,19 +776,8 @@ class TechnicianScreen(Screen):
         pl2.addLayout(prow)
         self.pages.addWidget(panel)
 
-    def _key(self, k: str) -> None:
-        if k == "C":
-            self.pin = ""
-        elif k == "<":
-            self.pin = self.pin[:-1]
-        elif len(self.pin) < 12:
-            self.pin += k
-        self.pin_field.setText("●" * len(self.pin) if self.pin else "—")
-
     def show_pin(self, error: str = "") -> None:
-        self.pin = ""
-        self.pin_field.setText("—")
-        self.error.setText(error)
+        self.entry.clear(error)
         self.pages.setCurrentIndex(0)
 
     def show_panel(self, info: str) -> None:
@@ -812,12 +786,10 @@ class TechnicianScreen(Screen):
 
     def refresh(self, view, lang: str) -> None:
         self.lang = lang
-        self.title.setText(tr("tech_title", lang))
-        self.sub.setText(tr("tech_sub", lang))
-        self.cancel.setText(tr("code_back", lang))
+        self.entry.title.setText(tr("tech_title", lang))
+        self.entry.sub.setText(tr("tech_sub", lang))
+        self.entry.back.setText(tr("code_back", lang))
         self.panel_title.setText(tr("tech_panel", lang))
         self.selftest.setText(tr("tech_selftest", lang))
         self.quit.setText(tr("tech_exit_app", lang))
         self.leave.setText(tr("tech_leave", lang))
-        if not self.pin_field.text():
-            self.pin_field.setText("—")

@@ -869,7 +869,7 @@ class KioskWindow(QWidget):
 
     def try_pin(self, pin: str) -> None:
         """scrypt and the lockout's store row take a while: the session thread does it."""
-        self.tech.ok.setEnabled(False)
+        self.tech.entry.ok.setEnabled(False)
 
         def check() -> None:
             ok, reason = self.pin_gate.check(pin)
@@ -884,12 +884,12 @@ class KioskWindow(QWidget):
 
     def _pin_result(self, ok: bool, reason: str, message: str) -> None:
         if self.stack.currentWidget() is not self.tech:
-            self.tech.ok.setEnabled(True)
+            self.tech.entry.ok.setEnabled(True)
             return
         if reason == "opened":   # the lockout state, shown when the PIN pad opens
-            self.tech.error.setText(message)
+            self.tech.entry.error.setText(message)
             return
-        self.tech.ok.setEnabled(True)
+        self.tech.entry.ok.setEnabled(True)
         if ok:
             self.technician = True
             self.tech.show_panel("…")

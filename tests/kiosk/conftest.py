@@ -94,7 +94,7 @@ class Kiosk:
         w = self.window
         w.idle.code_btn.click()
         w.idle.type_code(self.code)
-        w.idle.code_ok.click()
+        w.idle.code_page.ok.click()
         self.wait_state("welcome")
 
     def pass_device_check(self) -> None:

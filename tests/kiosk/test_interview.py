@@ -45,7 +45,7 @@ def test_full_interview_records_encrypted_answers_and_commits_the_result(make_ki
     w.idle.code_btn.click()
     w.idle.type_code(k.code)
     k.shot("code", ["输入面试码", " ".join(k.code)])
-    w.idle.code_ok.click()
+    w.idle.code_page.ok.click()
     k.wait_state("welcome")
     k.shot("welcome", ["我同意，开始", "我不同意", "本次面试将录制您的视频和声音"])
     w.welcome.yes.click()
@@ -193,15 +193,15 @@ def test_technician_pin_locks_after_five_wrong_tries_and_shortcuts_are_ignored(m
 
     def enter(pin: str) -> None:
         for ch in pin:
-            w.tech.keypad.buttons[ch].click()
-        w.tech.ok.click()
-        k.qtbot.waitUntil(w.tech.ok.isEnabled, timeout=5000)  # checked off the GUI thread
+            w.tech.entry.keypad.buttons[ch].click()
+        w.tech.entry.ok.click()
+        k.qtbot.waitUntil(w.tech.entry.ok.isEnabled, timeout=5000)  # checked off the GUI thread
 
     for i in range(4):
         enter("0000")
-        assert f"还可尝试 {4 - i} 次" in w.tech.error.text()
+        assert f"还可尝试 {4 - i} 次" in w.tech.entry.error.text()
     enter("0000")
-    assert "尝试次数过多" in w.tech.error.text()
+    assert "尝试次数过多" in w.tech.entry.error.text()
     enter(PIN)
     assert not w.technician, "the right PIN must be refused while locked"
     k.shot("technician-locked", ["尝试次数过多"])

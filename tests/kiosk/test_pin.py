@@ -34,11 +34,11 @@ def test_without_a_pin_the_service_screen_says_how_to_set_one_and_opens_for_noth
     for _ in range(5):
         w.header.logo.click()
     assert w.current_screen() is w.tech
-    k.qtbot.waitUntil(lambda: "kiosk-provision pin set" in w.tech.error.text(), timeout=5000)
+    k.qtbot.waitUntil(lambda: "kiosk-provision pin set" in w.tech.entry.error.text(), timeout=5000)
     for pin in ("2468", "000000"):
         for ch in pin:
-            w.tech.keypad.buttons[ch].click()
-        w.tech.ok.click()
-        k.qtbot.waitUntil(w.tech.ok.isEnabled, timeout=5000)
+            w.tech.entry.keypad.buttons[ch].click()
+        w.tech.entry.ok.click()
+        k.qtbot.waitUntil(w.tech.entry.ok.isEnabled, timeout=5000)
         assert not w.technician
-        assert "kiosk-provision pin set" in w.tech.error.text()
+        assert "kiosk-provision pin set" in w.tech.entry.error.text()

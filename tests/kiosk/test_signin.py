@@ -56,8 +56,8 @@ def test_a_wrong_code_is_explained_on_the_keypad(make_kiosk):
     k.wait_state("idle")
     w.idle.code_btn.click()
     w.idle.type_code("999999")
-    w.idle.code_ok.click()
-    k.qtbot.waitUntil(lambda: w.idle.code_error.text() == signin.MESSAGES["unknown_code"][0], timeout=5000)
+    w.idle.code_page.ok.click()
+    k.qtbot.waitUntil(lambda: w.idle.code_page.error.text() == signin.MESSAGES["unknown_code"][0], timeout=5000)
     assert k.state == "idle"
     w.toggle_language()
     k.shot("code-refused-en", ["Enter your interview code", "Sign in"])

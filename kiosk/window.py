@@ -303,6 +303,11 @@ class KioskWindow(QWidget):
         self.session = SessionThread()
         self._qr_pending = False
         self._poll_pending = False
+        import cv2  # after PySide6 (kiosk.qt): OpenCV's wheel would point Qt at its own plugins
+
+        self._qr_reader = cv2.QRCodeDetector()
+        self._scan_at = 0.0
+        self._scanned, self._scanned_at = "", 0.0
         self.setStyleSheet(style.stylesheet(self._scale()))
 
     # -- set-up -----------------------------------------------------------------------------
@@ -591,6 +596,8 @@ class KioskWindow(QWidget):
         def poll() -> None:
             try:
                 row = self.signin.take_verification(self.store, self.settings.device.id, now=self.clock())
+                if row is None and self.state == S.IDLE:
+                    row = self._scan_invitation()
             except Exception:
                 log.exception("polling verifications failed")
                 row = None
@@ -600,6 +607,27 @@ class KioskWindow(QWidget):
                 emit(self.bridge.verification, row)
 
         self.session.post(poll)
+
+    def _scan_invitation(self):
+        """An invitation QR held up to the camera at the idle screen signs in with no network.
+
+        Runs on the session thread (a decode takes ~100 ms: never on the GUI thread), at most
+        twice a second, and answers the same card held up once, not once per frame."""
+        now = self.clock()
+        if now - self._scan_at < 0.5:
+            return None
+        self._scan_at = now
+        p = self.pipeline
+        frame = p.camera.latest() if p is not None and p.camera.alive else None
+        if frame is None:
+            return None
+        text, _points, _ = self._qr_reader.detectAndDecode(frame.image)
+        if not text.startswith(self.signin.INVITATION_PREFIX):
+            return None
+        if text == self._scanned and now - self._scanned_at < 10.0:
+            return None
+        self._scanned, self._scanned_at = text, now
+        return self.signin.local_signin(self.store, self.settings, now, qr_text=text, audit=self.audit)
 
     def _apply_verification(self, row) -> None:
         if row is None:

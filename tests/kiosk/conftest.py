@@ -127,7 +127,7 @@ def make_kiosk(qtbot, make_settings, store, tmp_path, media, request):
         code = install_demo_content(store, examples_dir(), settings.device.id,
                                     questions=("swe-01", "swe-02", "swe-03")[:questions],
                                     prep_s=20, answer_s=30)
-        camera = FileCamera(media[video], pace="real", loop=loop)
+        camera = FileCamera(media.get(video, video), pace="real", loop=loop)  # a name, or a path
         mic = FileMic(None, pace="real")
         clock = Clock()
         machine, pipeline, window = build_kiosk(settings, store, camera, mic, clock=clock, lang="zh")

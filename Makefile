@@ -44,6 +44,7 @@ test: deps
 bench: deps
 	$(PY) -m benchmarks analysis
 	$(PY) -m benchmarks sync
+	$(PY) -m benchmarks qr
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -395,3 +395,30 @@ def demo_assets(
         face_video(tmp, sum(d for _, d in DEMO_SCRIPT), script=DEMO_SCRIPT)
         tmp.replace(video)
     return DemoAssets(video=video, answers=wavs, texts=tuple(answers), language=language)
+
+
+def held_up_code(png: str | Path, *, frame_h: int, px_per_module: float, seed: int,
+                 drawn_px_per_module: int = 10) -> np.ndarray:
+    """A 16:9 camera frame of a QR code PNG held up to the camera: the code at
+    ``px_per_module`` camera pixels per module, at a random place, tilted in perspective by up
+    to 3 % of the frame, slightly out of focus (Gaussian sigma 0.8) and with sensor noise
+    (sigma 6 grey levels), in front of a grey wall. ``drawn_px_per_module`` is the PNG's own
+    scale (10 for what sync.enrolment.write_bundle and sync.wecom.invite draw)."""
+    rng = np.random.default_rng(seed)
+    code = cv2.imread(str(png))
+    if code is None:
+        raise FileNotFoundError(f"{png}: not a readable image")
+    side = int(code.shape[0] / drawn_px_per_module * px_per_module)
+    h, w = frame_h, frame_h * 16 // 9
+    if side >= h:
+        raise ValueError(f"a {side}px code does not fit a {h}px-high frame")
+    frame = np.full((h, w, 3), 200, np.uint8)
+    y, x = int(rng.integers(0, h - side)), int(rng.integers(0, w - side))
+    frame[y:y + side, x:x + side] = cv2.resize(code, (side, side), interpolation=cv2.INTER_AREA)
+    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    jitter = rng.uniform(0, 0.03, (4, 2)) * [w, h] * [[1, 1], [-1, 1], [-1, -1], [1, -1]]
+    frame = cv2.warpPerspective(frame, cv2.getPerspectiveTransform(src, np.float32(src + jitter)), (w, h),
+                                borderValue=(200, 200, 200))
+    frame = cv2.GaussianBlur(frame, (3, 3), 0.8)
+    noise = rng.normal(0, 6, frame.shape)
+    return np.clip(frame.astype(np.int16) + noise, 0, 255).astype(np.uint8)

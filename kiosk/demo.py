@@ -270,12 +270,9 @@ def read_qr(image) -> str | None:
     img = cv2.imread(str(image)) if isinstance(image, (str, Path)) else image
     if img is None:
         return None
-    try:
-        text, _points, _ = cv2.QRCodeDetector().detectAndDecode(img)
-    except cv2.error as exc:
-        log.warning("demo: QR decoding failed: %s", exc)
-        return None
-    return text or None
+    from device.qr import read_qr as read
+
+    return read(img)
 
 
 def message_kind(msg: dict) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from device import session as ses
+from device.qr import read_qr
 from kiosk import style
 from kiosk.i18n import tr
 from kiosk.pin import PinGate
@@ -303,9 +304,6 @@ class KioskWindow(QWidget):
         self.session = SessionThread()
         self._qr_pending = False
         self._poll_pending = False
-        import cv2  # after PySide6 (kiosk.qt): OpenCV's wheel would point Qt at its own plugins
-
-        self._qr_reader = cv2.QRCodeDetector()
         self._scan_at = 0.0
         self._scanned, self._scanned_at = "", 0.0
         self.setStyleSheet(style.stylesheet(self._scale()))
@@ -611,8 +609,9 @@ class KioskWindow(QWidget):
     def _scan_invitation(self):
         """An invitation QR held up to the camera at the idle screen signs in with no network.
 
-        Runs on the session thread (a decode takes ~100 ms: never on the GUI thread), at most
-        twice a second, and answers the same card held up once, not once per frame."""
+        Runs on the session thread (a decode takes 5-20 ms, still not the GUI thread's to
+        spend), at most twice a second, and answers the same card held up once, not once per
+        frame."""
         now = self.clock()
         if now - self._scan_at < 0.5:
             return None
@@ -621,8 +620,8 @@ class KioskWindow(QWidget):
         frame = p.camera.latest() if p is not None and p.camera.alive else None
         if frame is None:
             return None
-        text, _points, _ = self._qr_reader.detectAndDecode(frame.image)
-        if not text.startswith(self.signin.INVITATION_PREFIX):
+        text = read_qr(frame.image, self.signin.INVITATION_PREFIX)
+        if text is None:
             return None
         if text == self._scanned and now - self._scanned_at < 10.0:
             return None

@@ -178,12 +178,10 @@ def _read_source(ctx: Context, args: argparse.Namespace) -> tuple[str | bytes, b
 
 def scan_qr(ctx: Context, seconds: float) -> str:
     """Read the bundle's QR code with the terminal's own camera (as configured)."""
-    import cv2
-
+    from device.qr import read_qr
     from hardware.camera import camera_from_settings
 
     camera = camera_from_settings(ctx.settings())
-    detector = cv2.QRCodeDetector()
     ctx.say("请把注册二维码对准摄像头……", "Hold the enrolment QR code up to the camera…")
     camera.start()
     try:
@@ -194,8 +192,8 @@ def scan_qr(ctx: Context, seconds: float) -> str:
                 if not camera.alive:
                     break
                 continue
-            text, _, _ = detector.detectAndDecode(frame.image)
-            if text and text.startswith(QR_PREFIX):
+            text = read_qr(frame.image, QR_PREFIX)
+            if text is not None:
                 return text
     finally:
         camera.stop()

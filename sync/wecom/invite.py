@@ -56,18 +56,18 @@ def make_invitation(
 
 
 def _readable(img: Any, text: str) -> bool:
-    import cv2
+    from device.qr import read_qr_texts
 
-    found, _, _ = cv2.QRCodeDetector().detectAndDecode(img)
-    return found == text
+    return text in read_qr_texts(img)
 
 
 def qr_image(qr_text: str, *, box_size: int = 10, error_correction: int | None = None) -> Any:
-    """The QR code as a greyscale image that OpenCV's detector (the kiosk's reader) decodes.
+    """The QR code as a greyscale image that the terminal's reader (device.qr) decodes.
 
-    cv2.QRCodeDetector misreads some codes (about 1 in 15 of ours with the default mask), so
-    try the eight mask patterns and keep the first one it reads at full size and at a
-    camera-like 3.5 pixels per module.
+    Checked, not assumed: try qrcode's chosen mask and then the eight mask patterns, and keep
+    the first one the reader decodes at full size and at a camera-like 3.5 pixels per module
+    (OpenCV's detector, our reader until session 2, could not read about 1 in 15 of ours with
+    the default mask).
     """
     import cv2
     import numpy as np
@@ -87,7 +87,7 @@ def qr_image(qr_text: str, *, box_size: int = 10, error_correction: int | None =
         if _readable(cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA), qr_text):
             return img
     if fallback is None:
-        raise ValueError("no QR mask pattern gives a code OpenCV can read; shorten the invitation")
+        raise ValueError("no QR mask pattern gives a code the terminal can read; shorten the text")
     return fallback
 
 

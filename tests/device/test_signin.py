@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from device import signin
 from device.audit import AuditLog
 from device.keys import derive_key, load_master_key
+from device.qr import read_qr
 from device.roster import install_roster, load_roster
 from device.signin import SignInRefusal
 from sync.signing import public_key_pem
@@ -292,13 +293,12 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
 
 
 def read_qr_from_camera(video: Path, timeout_s: float = 20.0) -> str | None:
-    """What the kiosk does: take the camera's frames, decode them with cv2.QRCodeDetector."""
+    """What the kiosk does: take the camera's frames, decode them with device.qr."""
     from hardware.camera import FileCamera
 
     frames = []
     cam = FileCamera(video, pace="fast")
     cam.on_frame(frames.append)  # every frame, as the kiosk's scanner thread gets them
-    detector = cv2.QRCodeDetector()
     cam.start()
     try:
         deadline = time.monotonic() + timeout_s
@@ -306,7 +306,7 @@ def read_qr_from_camera(video: Path, timeout_s: float = 20.0) -> str | None:
         while time.monotonic() < deadline:
             for frame in frames[seen:]:
                 seen += 1
-                text, _, _ = detector.detectAndDecode(frame.image)
+                text = read_qr(frame.image)
                 if text:
                     return text
             if not cam.alive and seen >= len(frames):

@@ -18,10 +18,13 @@ import subprocess
 import time
 from pathlib import Path
 
+import cv2
 import pytest
 
+from hardware.synthetic import held_up_code
 from provisioning.configfile import update_config
 from sync.broker import LocalBroker
+from sync.enrolment import write_bundle
 from sync.wecom.fakeserver import FakeDirectory, FakeWecomServer
 from tests.provisioning.conftest import DEVICE_ID, TEST_FPS, Site
 from tests.provisioning.test_selftest import VOSK_KO
@@ -145,9 +148,17 @@ def test_bundled_cli_takes_a_device_to_a_passing_selftest(root: Path, tmp_path: 
     wecom = FakeWecomServer(FakeDirectory()).start()
     broker.start()
     try:
-        bundle = tmp_path / "bundle.json"
-        bundle.write_text(json.dumps(bundle_for(tmp_path / "var/tls/device.csr", mqtt_port=broker.port)))
-        proc = kp("enrol", str(bundle))
+        # Enrolled through the bundled QR reader: the bundle's code held up to the camera.
+        png = tmp_path / "bundle.png"
+        write_bundle(bundle_for(tmp_path / "var/tls/device.csr", mqtt_port=broker.port),
+                     tmp_path / "bundle.json", qr_png=png)
+        card = tmp_path / "card.avi"
+        writer = cv2.VideoWriter(str(card), cv2.VideoWriter_fourcc(*"MJPG"), 10, (1280, 720))
+        for i in range(10):
+            writer.write(held_up_code(png, frame_h=720, px_per_module=3.5, seed=i))
+        writer.release()
+        update_config(config, {"kiosk.camera": {"source": str(card)}})
+        proc = kp("enrol", "--scan", "--scan-seconds", "60")
         assert proc.returncode == 0, proc.stdout + proc.stderr
         from device.pin import hash_pin
 

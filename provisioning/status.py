@@ -106,6 +106,9 @@ def gather(ctx: Context) -> dict[str, Any]:
         unfinished = db.execute("SELECT count(*) FROM sessions WHERE ended IS NULL").fetchone()[0]
         audit_count = db.execute("SELECT count(*) FROM audit").fetchone()[0]
     outbox = store.outbox_stats(now)
+    from sync.outbox import parked_clips
+
+    clips_parked = parked_clips(store)
     bank: dict[str, Any] | None = None
     cached = store.cache_get("questionbank", "current")
     if cached is not None:
@@ -150,6 +153,8 @@ def gather(ctx: Context) -> dict[str, Any]:
         "bank": bank,
         "pushed_config": pushed,
         "outbox": outbox,
+        # Answer clips HR refused for good (a different clip under the same id): kept, retried daily.
+        "clips_parked": clips_parked,
         "last_delivered": last_delivered,
         "last_delivered_age_s": None if last_delivered is None else now - last_delivered,
         "sessions": sessions,
@@ -222,6 +227,11 @@ def run_status(ctx: Context, args: argparse.Namespace) -> int:
                   + f"  ({', '.join(f'{k} {n}' for k, n in o['by_kind'].items())})")
     else:
         t.add_row(tr("待发送", "Outbox"), "[green]" + tr("全部已发送（{n} 条）", "all delivered ({n})", n=o["delivered"]) + "[/]")
+    for c in info["clips_parked"]:
+        t.add_row(tr("搁置的录像", "Parked clip"), "[red]" + escape(f"{c['media_id']} ({c['kind']}, ")
+                  + tr("面试 {s})：冲突，HR 已存有同一编号的另一段录像；每天重试",
+                       "session {s}): conflict, HR already stores a different clip with this id; retried daily",
+                       s=escape(str(c["session_id"]))) + "[/]")
     t.add_row(tr("上次同步", "Last sync"), _fmt_time(info["last_delivered"]) + (
         f" ({_fmt_age(info['last_delivered_age_s'], lang)} {tr('前', 'ago')})" if info["last_delivered"] else ""))
     t.add_row(tr("面试", "Interviews"), tr("共 {n} 场，上次 {last}", "{n} on the device, last {last}",

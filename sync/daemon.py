@@ -282,7 +282,7 @@ class SyncDaemon:
                 "outbox_depth": stats["depth"],
                 "oldest_undelivered_age_s": stats["oldest_undelivered_age_s"],
                 **{k: v for k, v in self.backlog(self.clock(), stats).items()
-                   if k in ("clips_pending", "clip_key")},
+                   if k in ("clips_pending", "clips_failed", "clip_key")},
                 "downlink_rejected": self.cache.rejected_counts(),
                 "last_error": self.delivery.stats.last_error or (self.link.last_error if self.link else "")}
 

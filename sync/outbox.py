@@ -15,9 +15,13 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sync.https import HttpsUplink, UplinkError
 from sync.mqtt import MqttLink
+
+if TYPE_CHECKING:
+    from device.store import OutboxRow
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +36,8 @@ CLIP_KEY_WAIT_S = 300.0
 # A clip the connector refuses because a different completed clip is stored under its id:
 # never replaced, so retrying at the normal rate only makes noise. Kept (not settled: HR or
 # IT decides), retried daily or on `retry_now`, counted as `clips_failed` in the heartbeat.
+# Such a clip is *parked*: it no longer heads its session's clip queue, so the session's
+# other clips upload normally (results and events have their own lane and never waited).
 CLIP_CONFLICT = "clip conflict: "
 CLIP_CONFLICT_RETRY_S = 86400.0
 SEAL_TMP_SWEEP_S = 3600.0
@@ -284,6 +290,46 @@ def install_clip_key(store, pem, version: int) -> bool:
     return stored
 
 
+def due_clips(store, now: float, limit: int = 10) -> list[OutboxRow]:
+    """The ``clip`` rows to upload now, oldest first: per session the oldest clip that is not
+    parked (a conflict, see ``CLIP_CONFLICT``), plus parked clips whose daily retry is due.
+    Unlike ``Store.due_outbox`` a parked clip never holds back the clips queued after it."""
+    from device.store import OutboxRow
+
+    n = len(CLIP_CONFLICT)
+    parked = "substr(coalesce({col}, ''), 1, ?) = ?"
+    sql = (
+        "SELECT * FROM outbox AS o INDEXED BY outbox_pending"
+        " WHERE delivered IS NULL AND kind = ? AND next_attempt <= ?"
+        " AND (session_id IS NULL OR " + parked.format(col="o.last_error") +
+        " OR seq = (SELECT min(seq) FROM outbox AS h WHERE h.session_id = o.session_id"
+        " AND h.delivered IS NULL AND h.kind = ? AND NOT " + parked.format(col="h.last_error") + "))"
+        " ORDER BY seq LIMIT ?"
+    )
+    with store.lock:
+        cur = store.db.execute(sql, (CLIP_KIND, now, n, CLIP_CONFLICT, CLIP_KIND, n, CLIP_CONFLICT, limit))
+        cols = [d[0] for d in cur.description]
+        return [OutboxRow.from_row(dict(zip(cols, r, strict=True))) for r in cur.fetchall()]
+
+
+def parked_clips(store) -> list[dict]:
+    """Clips parked by a conflict, oldest first, for the technician (``kiosk-provision
+    status``): ids, kind, attempts, when retried next and the connector's answer. Ids only,
+    never anything about the candidate."""
+    with store.lock:
+        rows = store.db.execute(
+            "SELECT id, session_id, payload, attempts, next_attempt, last_error FROM outbox"
+            " WHERE delivered IS NULL AND kind = ? AND substr(last_error, 1, ?) = ? ORDER BY seq",
+            (CLIP_KIND, len(CLIP_CONFLICT), CLIP_CONFLICT)).fetchall()
+    out = []
+    for id_, session_id, payload, attempts, next_attempt, error in rows:
+        p = json.loads(payload)
+        out.append({"media_id": p.get("media_id") or id_, "session_id": session_id,
+                    "answer_id": p.get("answer_id"), "kind": p.get("kind"), "attempts": attempts,
+                    "next_attempt": next_attempt, "error": error})
+    return out
+
+
 def _seal_for_hr(store, media_id: str | None, path, media_key: bytes, hr_key) -> None:
     """Wrap the recording's content key for HR (header only, atomic) and keep the media row's
     size/sha256 in step with the file."""
@@ -319,7 +365,7 @@ def deliver_clips_once(store, https: HttpsUplink, *, clock: Callable[[], float] 
 
     done = 0
     hr_key = hr_clip_public_key(store) if media_key is not None else None
-    for row in store.due_outbox(clock(), limit=10, kinds=[CLIP_KIND]):
+    for row in due_clips(store, clock(), limit=10):
         if stop is not None and stop.is_set():
             break
         p = row.payload
@@ -360,9 +406,10 @@ def deliver_clips_once(store, https: HttpsUplink, *, clock: Callable[[], float] 
                 store.mark_failed(row.id, clock() + CLIP_CONFLICT_RETRY_S,
                                   f"{CLIP_CONFLICT}HR already stores a different completed clip "
                                   f"with this id; not replaced, retried daily ({e})")
-                log.error("clip %s: HR already stores a different completed clip with this id; "
-                          "not replaced; retried daily (check the connector's clip list)",
-                          media_id or row.id)
+                log.error("clip %s (session %s): HR already stores a different completed clip "
+                          "with this id; not replaced; parked (the session's other clips go on), "
+                          "retried daily (check the connector's log and clip list)",
+                          media_id or row.id, row.session_id)
                 continue
             delay = backoff_delay(row.attempts, rng=rng)
             store.mark_failed(row.id, clock() + delay, str(e))

@@ -295,6 +295,8 @@ class _Handler(BaseHTTPRequestHandler):
             clip = self.ep.ingest.db.clip(clip_id)
             assert clip is not None
             if clip["device_id"] != m["device"]:
+                log.error("clip %s from %s: a clip with this id is stored from %s; not replaced",
+                          clip_id, m["device"], clip["device_id"])
                 return self._reply(409, {"error": "a clip with this id exists from another device"})
             if clip["sha256"] != sha or clip["length"] != length:
                 if clip["completed"]:

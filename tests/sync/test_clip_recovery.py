@@ -1,10 +1,12 @@
 """Answer-clip delivery recovering from what the field does to it: HR rotating the clip key
 while a clip is half uploaded (the upload restarts for the new sealing and completes; a
-completed clip at HR is never replaced), and a crash while sealing leaving `.ikm.tmp` files."""
+completed clip at HR is never replaced), a clip HR refuses for good (it parks, visible, and
+its session's other clips still go), and a crash while sealing leaving `.ikm.tmp` files."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 import time
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from device import session as S
 from device.keys import derive_key, load_master_key
 from device.mediacrypt import (
     generate_clip_key,
@@ -21,14 +24,19 @@ from device.mediacrypt import (
     remove_stale_seal_tmp,
     seal_for_hr,
 )
+from device.session import SessionMachine, State
 from device.store import Store
+from provisioning.__main__ import main as kp_main
 from sync.connector.__main__ import main as hr_main
 from sync.connector.clips import decrypt_clip
 from sync.connector.endpoint import ClipFile
+from sync.connector.service import Connector
 from sync.daemon import SyncDaemon
 from sync.https import HttpsUplink, UplinkError
 from sync.outbox import CLIP_CONFLICT, CLIP_CONFLICT_RETRY_S, deliver_clips_once, install_clip_key
-from tests.sync.test_clips import _answer_with_media, _clip_rows, _record
+from tests.device.test_session import Clock, make_bank, to_state
+from tests.sync.conftest import DaemonThread, wait_for
+from tests.sync.test_clips import _answer_with_media, _clip_rows, _insert_media, _record
 
 
 def _clip_keys(tmp_path: Path, *names: str) -> list[Path]:
@@ -104,6 +112,78 @@ def test_a_clip_key_rotation_mid_upload_restarts_the_upload_and_a_completed_clip
     assert "1 failed" in capsys.readouterr().out
     up.close()
     store.close()
+
+
+def test_a_conflicted_clip_parks_and_its_sessions_other_clips_and_records_still_arrive(
+        sync_settings, sync_config_file, broker_on_port, hr_settings, tmp_path, capsys):
+    settings = sync_settings()
+    broker = broker_on_port()
+    broker.start()
+    conn = Connector(hr_settings).start()
+    store = Store.open_from_settings(settings)
+    try:
+        assert conn.subscriber.subscribed.wait(10)
+        (hr,) = _clip_keys(tmp_path, "hr")
+        install_clip_key(store, hr.with_suffix(".pub").read_text(), 1)
+        # One interview: an answer with two recordings (video, then audio), then the candidate
+        # leaves; the machine queues its events and result as in the field.
+        machine = SessionMachine(store, settings, clock=Clock(), bank=make_bank())
+        sid = to_state(machine, machine.clock, State.ANSWER)
+        media, _, pcm = _record(settings, sid)
+        _insert_media(store, sid, media)
+        machine.handle(S.AnswerFinished("测试回答", {}, media, 1.3))
+        assert machine.handle(S.Cancel()) in (State.ABANDONED, State.IDLE)
+        video, audio = media
+        assert [r.id for r in _clip_rows(store)] == [video["id"], audio["id"]]
+        with store.lock:
+            records = [r[0] for r in store.db.execute(
+                "SELECT id FROM outbox WHERE session_id = ? AND kind IN ('result', 'event')"
+                " ORDER BY seq", (sid,))]
+        assert len(records) >= 3
+
+        # HR already holds a different completed clip under the video's id.
+        other = tmp_path / "other.ikm"
+        other.write_bytes(os.urandom(6000))
+        up = HttpsUplink(settings)
+        up.upload_clip(video["id"], other, {"kind": "video"})
+        up.close()
+        held = _stored(conn, video["id"])
+
+        with DaemonThread(settings) as d:
+            wait_for(lambda: store.get_outbox(audio["id"]).delivered, 30, 0.1,
+                     "the audio clip uploaded past the conflicted video clip")
+            wait_for(lambda: all(store.get_outbox(i).delivered for i in records), 30, 0.1,
+                     "the session's records delivered")
+            hb = d.daemon.heartbeat()
+        # The conflicted clip is parked: kept, undelivered, retried daily, counted.
+        row = store.get_outbox(video["id"])
+        assert row.delivered is None and row.last_error.startswith(CLIP_CONFLICT)
+        assert row.next_attempt > time.time() + CLIP_CONFLICT_RETRY_S / 2
+        assert Path(video["path"]).exists()
+        assert hb["clips_failed"] == 1 and hb["clips_pending"] == 1
+        # HR's copy is untouched; the audio arrived whole and opens with HR's key.
+        assert _stored(conn, video["id"]) == held
+        got = _stored(conn, audio["id"])
+        assert b"".join(c for _, c in decrypt_clip(got, load_clip_private_key(hr))[1]) == pcm.tobytes()
+        # The records arrived once each, in the order the session committed them.
+        wait_for(lambda: len([m for m in conn.db.messages() if m.session_id == sid]) == len(records),
+                 30, 0.1, "the connector has the session's records")
+        assert [m.id for m in conn.db.messages() if m.session_id == sid] == records
+
+        # The technician sees which clip is parked and why in `kiosk-provision status`.
+        cfg = sync_config_file()
+        capsys.readouterr()
+        assert kp_main(["status", "--json", "--config", str(cfg)]) == 0
+        info = json.loads(capsys.readouterr().out)
+        parked = info["clips_parked"]
+        assert [c["media_id"] for c in parked] == [video["id"]]
+        assert parked[0]["session_id"] == sid and "409" in parked[0]["error"]
+        assert kp_main(["status", "--lang", "en", "--config", str(cfg)]) == 0
+        text = capsys.readouterr().out
+        assert video["id"][:8] in text and "conflict" in text
+    finally:
+        store.close()
+        conn.stop()
 
 
 def test_seal_for_hr_replaces_a_leftover_tmp_and_never_writes_through_it(settings, tmp_path):

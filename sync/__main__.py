@@ -6,37 +6,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import signal
 import sys
 import threading
 
-from device.config import ConfigError, load_settings, resolve_config_path
+from sync.daemon import SyncDaemon, daemon_command_line
 
 
-def main(argv: list[str] | None = None) -> int:
+def _arguments(p: argparse.ArgumentParser) -> None:
     from device.version import software_version
 
-    p = argparse.ArgumentParser(
-        prog="interview-sync",
-        description="Deliver interview results to the HR side over MQTT (TLS) or HTTPS, and "
-        "keep question banks, rosters and config fresh from signed downlink messages.",
-    )
-    p.add_argument("--config", help="config file (default $INTERVIEW_KIOSK_CONFIG or /etc/interview-kiosk/config.toml)")
     p.add_argument("--once", action="store_true", help="deliver what is due, print a summary, exit")
     p.add_argument("--timeout", type=float, default=30.0, help="with --once: give up after this many seconds")
     p.add_argument("--version", action="version", version=f"interview-sync {software_version()}")
-    p.add_argument("-v", "--verbose", action="store_true")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        settings = load_settings(resolve_config_path(args.config))
-    except ConfigError as e:
-        print(f"interview-sync: {e}", file=sys.stderr)
-        return 2
-    if settings.sync is None:
-        print("interview-sync: the config has no [sync] section; nothing to do", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, settings = daemon_command_line(
+        argv, prog="interview-sync", section="sync", add_arguments=_arguments,
+        missing_hint="; nothing to do",
+        description="Deliver interview results to the HR side over MQTT (TLS) or HTTPS, and "
+        "keep question banks, rosters and config fresh from signed downlink messages.")
+    if settings is None:
         return 2
     from device.keys import DeviceKeyError
     from device.store import Store, StoreError
@@ -46,8 +37,6 @@ def main(argv: list[str] | None = None) -> int:
     except (StoreError, DeviceKeyError) as e:
         print(f"interview-sync: {e}", file=sys.stderr)
         return 2
-    from sync.daemon import SyncDaemon
-
     stop = threading.Event()
     daemon = SyncDaemon(settings, store, stop=stop, once=args.once)
     try:

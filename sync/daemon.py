@@ -6,15 +6,18 @@ thread; a crash at any point loses nothing committed (the outbox is the only que
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import queue
 import shutil
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from device import sdnotify
 from device.mediacrypt import remove_stale_seal_tmp
@@ -34,6 +37,9 @@ from sync.outbox import (
     settle_unsendable_clips,
     settle_unsendable_notify,
 )
+
+if TYPE_CHECKING:
+    from device.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -327,3 +333,40 @@ class SyncDaemon:
                 n = 0
             if not n:
                 self.stop_event.wait(2.0)
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def daemon_command_line(
+    argv: list[str] | None, *, prog: str, description: str, section: str,
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+    missing_hint: str = "",
+) -> tuple[argparse.Namespace, Settings | None]:
+    """The command line the device-side sync programs share (``interview-sync`` and
+    ``python -m sync.wecom``, the daemon's WeCom part alone): ``--config``, the program's own
+    options from ``add_arguments``, ``-v/--verbose``; logging to stderr (journald keeps it
+    under systemd) at INFO or DEBUG; then the device settings, which must have ``[section]``.
+    Returns the parsed arguments and the settings, or None for the settings after printing
+    "<program>: <what is wrong>" to stderr (the caller exits 2: unusable config, which the
+    systemd unit does not restart on)."""
+    from device.config import ConfigError, load_settings, resolve_config_path
+
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--config", help="device config file (default $INTERVIEW_KIOSK_CONFIG or "
+                   "/etc/interview-kiosk/config.toml)")
+    if add_arguments is not None:
+        add_arguments(p)
+    p.add_argument("-v", "--verbose", action="store_true")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format=LOG_FORMAT)
+    name = prog.removeprefix("python -m ")   # errors say "sync.wecom: ...", as they always did
+    try:
+        settings = load_settings(resolve_config_path(args.config))
+    except ConfigError as e:
+        print(f"{name}: {e}", file=sys.stderr)
+        return args, None
+    if getattr(settings, section) is None:
+        print(f"{name}: the config has no [{section}] section{missing_hint}", file=sys.stderr)
+        return args, None
+    return args, settings

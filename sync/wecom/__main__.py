@@ -7,31 +7,23 @@ Never prints the secret; ``--set-secret-stdin`` seals it from standard input.
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 import threading
 
 
-def main(argv: list[str] | None = None) -> int:
-    from device.config import ConfigError, load_settings, resolve_config_path
-
-    p = argparse.ArgumentParser(prog="python -m sync.wecom", description=__doc__)
-    p.add_argument("--config", help="device config (default $INTERVIEW_KIOSK_CONFIG or /etc/interview-kiosk/config.toml)")
+def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set-secret-stdin", action="store_true", help="seal the WeCom app secret read from stdin, then exit")
     p.add_argument("--fake-wecom", metavar="DIRECTORY_JSON",
                    help="demo only: run a local fake WeCom with this directory and use it (prints its URL)")
-    p.add_argument("-v", "--verbose", action="store_true")
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        settings = load_settings(resolve_config_path(a.config))
-    except ConfigError as e:
-        print(f"sync.wecom: {e}", file=sys.stderr)
-        return 2
-    if settings.wecom is None:
-        print("sync.wecom: the config has no [wecom] section", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sync.daemon import daemon_command_line
+
+    a, settings = daemon_command_line(argv, prog="python -m sync.wecom", description=__doc__,
+                                      section="wecom", add_arguments=_arguments)
+    if settings is None:
         return 2
     from sync.wecom import start_wecom, store_secret
 

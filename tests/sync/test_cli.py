@@ -50,6 +50,22 @@ def test_bad_config_names_the_file(tmp_path):
     assert r.returncode == 2 and "nope.toml" in r.stderr
 
 
+def test_both_device_programs_refuse_an_unusable_config_with_exit_2(tmp_path, config_path):
+    """interview-sync and python -m sync.wecom share their command line: the same --config,
+    and exit 2 (systemd's RestartPreventExitStatus) naming the file or the missing section."""
+    bad = tmp_path / "broken.toml"
+    bad.write_text("[device\n", encoding="utf-8")
+    wecom = [sys.executable, "-m", "sync.wecom"]
+    for cmd, name in (([str(BIN / "interview-sync")], "interview-sync"), (wecom, "sync.wecom")):
+        r = subprocess.run([*cmd, "--config", str(bad)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and r.stderr.startswith(f"{name}: ") and str(bad) in r.stderr
+        # The default config has neither [sync] nor [wecom].
+        r = subprocess.run([*cmd, "-v", "--config", str(config_path)], capture_output=True,
+                           text=True, timeout=60)
+        section = "sync" if name == "interview-sync" else "wecom"
+        assert r.returncode == 2 and f"{name}: the config has no [{section}] section" in r.stderr
+
+
 def test_once_delivers_and_reports(sync_config_file, sync_settings, broker_port,
                                    tmp_path, site_pki, hr_key_path, https_port):
     from sync.broker import LocalBroker

@@ -27,8 +27,8 @@ from sync.cache import DownlinkCache, DownlinkRejected
 from sync.https import HttpsUplink
 from sync.mqtt import MqttLink
 from sync.outbox import (
-    CLIP_CONFLICT,
     CLIP_KIND,
+    CLIP_PARKED,
     SEAL_TMP_SWEEP_S,
     WECOM_OFF_NOTE,
     OutboxDelivery,
@@ -109,7 +109,7 @@ class SyncDaemon:
                 (CLIP_KIND,)).fetchone()
             failed = self.store.db.execute(
                 "SELECT count(*) FROM outbox WHERE delivered IS NULL AND kind = ? AND last_error LIKE ?",
-                (CLIP_KIND, CLIP_CONFLICT + "%")).fetchone()[0]
+                (CLIP_KIND, CLIP_PARKED + "%")).fetchone()[0]
             rec_oldest = self.store.db.execute(
                 "SELECT min(created) FROM outbox WHERE delivered IS NULL AND kind != ?",
                 (CLIP_KIND,)).fetchone()[0]

@@ -33,10 +33,12 @@ class UplinkError(Exception):
     """Delivery over HTTPS failed. ``permanent``: the server will never take this body.
     ``conflict``: the server holds a different completed clip under this id (never replaced)."""
 
-    def __init__(self, message: str, *, permanent: bool = False, conflict: bool = False):
+    def __init__(self, message: str, *, permanent: bool = False, conflict: bool = False,
+                 status: int | None = None):
         super().__init__(message)
         self.permanent = permanent or conflict
         self.conflict = conflict
+        self.status = status  # the HTTP status, when the server answered
 
 
 class HttpsUplink:
@@ -69,7 +71,8 @@ class HttpsUplink:
         except (ValueError, AttributeError):
             detail = ""
         permanent = r.status_code in (400, 403, 404, 413, 422)
-        raise UplinkError(f"{what}: HTTP {r.status_code} {detail}".strip(), permanent=permanent)
+        raise UplinkError(f"{what}: HTTP {r.status_code} {detail}".strip(), permanent=permanent,
+                          status=r.status_code)
 
     # --- records -------------------------------------------------------------------------
 

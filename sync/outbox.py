@@ -38,8 +38,8 @@ CLIP_KEY_WAIT_S = 300.0
 # IT decides), retried daily or on `retry_now`, counted as `clips_failed` in the heartbeat.
 # Such a clip is *parked*: it no longer heads its session's clip queue, so the session's
 # other clips upload normally (results and events have their own lane and never waited).
-CLIP_CONFLICT = "clip conflict: "
-CLIP_CONFLICT_RETRY_S = 86400.0
+CLIP_PARKED = "clip parked: "
+CLIP_PARK_RETRY_S = 86400.0
 SEAL_TMP_SWEEP_S = 3600.0
 
 
@@ -292,11 +292,11 @@ def install_clip_key(store, pem, version: int) -> bool:
 
 def due_clips(store, now: float, limit: int = 10) -> list[OutboxRow]:
     """The ``clip`` rows to upload now, oldest first: per session the oldest clip that is not
-    parked (a conflict, see ``CLIP_CONFLICT``), plus parked clips whose daily retry is due.
+    parked (HR refused it for good, see ``CLIP_PARKED``), plus parked clips whose daily retry is due.
     Unlike ``Store.due_outbox`` a parked clip never holds back the clips queued after it."""
     from device.store import OutboxRow
 
-    n = len(CLIP_CONFLICT)
+    n = len(CLIP_PARKED)
     parked = "substr(coalesce({col}, ''), 1, ?) = ?"
     sql = (
         "SELECT * FROM outbox AS o INDEXED BY outbox_pending"
@@ -307,7 +307,7 @@ def due_clips(store, now: float, limit: int = 10) -> list[OutboxRow]:
         " ORDER BY seq LIMIT ?"
     )
     with store.lock:
-        cur = store.db.execute(sql, (CLIP_KIND, now, n, CLIP_CONFLICT, CLIP_KIND, n, CLIP_CONFLICT, limit))
+        cur = store.db.execute(sql, (CLIP_KIND, now, n, CLIP_PARKED, CLIP_KIND, n, CLIP_PARKED, limit))
         cols = [d[0] for d in cur.description]
         return [OutboxRow.from_row(dict(zip(cols, r, strict=True))) for r in cur.fetchall()]
 
@@ -320,7 +320,7 @@ def parked_clips(store) -> list[dict]:
         rows = store.db.execute(
             "SELECT id, session_id, payload, attempts, next_attempt, last_error FROM outbox"
             " WHERE delivered IS NULL AND kind = ? AND substr(last_error, 1, ?) = ? ORDER BY seq",
-            (CLIP_KIND, len(CLIP_CONFLICT), CLIP_CONFLICT)).fetchall()
+            (CLIP_KIND, len(CLIP_PARKED), CLIP_PARKED)).fetchall()
     out = []
     for id_, session_id, payload, attempts, next_attempt, error in rows:
         p = json.loads(payload)
@@ -376,8 +376,7 @@ def deliver_clips_once(store, https: HttpsUplink, *, clock: Callable[[], float] 
                 m = store.db.execute("SELECT path FROM media WHERE id = ?", (media_id,)).fetchone()
             path = m[0] if m else None
         if path is None:
-            store.mark_failed(row.id, clock() + backoff_delay(row.attempts, rng=rng),
-                              "clip row names no media file")
+            _park(store, row, clock(), "the clip row names no media file")
             continue
         path = Path(path)
         if not path.is_absolute() and media_root is not None:
@@ -403,23 +402,31 @@ def deliver_clips_once(store, https: HttpsUplink, *, clock: Callable[[], float] 
             https.upload_clip(str(media_id or row.id), path, meta, stop=stop)
         except UplinkError as e:
             if e.conflict:
-                store.mark_failed(row.id, clock() + CLIP_CONFLICT_RETRY_S,
-                                  f"{CLIP_CONFLICT}HR already stores a different completed clip "
-                                  f"with this id; not replaced, retried daily ({e})")
-                log.error("clip %s (session %s): HR already stores a different completed clip "
-                          "with this id; not replaced; parked (the session's other clips go on), "
-                          "retried daily (check the connector's log and clip list)",
-                          media_id or row.id, row.session_id)
+                _park(store, row, clock(), "HR already stores a different completed clip with this id "
+                      f"and never replaces it; check the connector's log and clip list ({e})")
+                continue
+            if e.permanent and e.status not in (403, 404):
+                # The file is gone or HR refuses this body (400/413/422): retrying every few
+                # minutes cannot help, and must not hold back the session's other clips.
+                # 403/404 say the device or URL is wrong (fixed by IT for every clip at
+                # once), so those keep their short backoff.
+                _park(store, row, clock(), str(e))
                 continue
             delay = backoff_delay(row.attempts, rng=rng)
             store.mark_failed(row.id, clock() + delay, str(e))
             log.warning("clip %s not uploaded: %s; retry in %.0fs", media_id or row.id, e, delay)
-            if not e.permanent:
-                break
-            continue
+            break
         store.mark_delivered(row.id, clock())
         done += 1
     return done
+
+
+def _park(store, row, now: float, why: str) -> None:
+    """A clip that can never go as it is: kept undelivered (the recording stays), retried
+    daily, listed by ``parked_clips``, and out of its session's way (``due_clips``)."""
+    store.mark_failed(row.id, now + CLIP_PARK_RETRY_S, f"{CLIP_PARKED}{why}; retried daily")
+    log.error("clip %s (session %s) parked: %s; the session's other clips go on, retried daily",
+              row.payload.get("media_id") or row.id, row.session_id, why)
 
 
 def settle_unsendable_clips(store, now: float, note: str = HTTPS_OFF_NOTE) -> int:

@@ -33,7 +33,7 @@ from sync.connector.endpoint import ClipFile
 from sync.connector.service import Connector
 from sync.daemon import SyncDaemon
 from sync.https import HttpsUplink, UplinkError
-from sync.outbox import CLIP_CONFLICT, CLIP_CONFLICT_RETRY_S, deliver_clips_once, install_clip_key
+from sync.outbox import CLIP_PARK_RETRY_S, CLIP_PARKED, deliver_clips_once, install_clip_key
 from tests.device.test_session import Clock, make_bank, to_state
 from tests.sync.conftest import DaemonThread, wait_for
 from tests.sync.test_clips import _answer_with_media, _clip_rows, _insert_media, _record
@@ -98,8 +98,8 @@ def test_a_clip_key_rotation_mid_upload_restarts_the_upload_and_a_completed_clip
     install_clip_key(store, third.with_suffix(".pub").read_text(), 3)
     assert deliver_clips_once(store, up, clock=lambda: 2000.0, media_key=d.media_key()) == 0
     row = store.get_outbox(video["id"])
-    assert row.delivered is None and row.last_error.startswith(CLIP_CONFLICT)
-    assert "409" in row.last_error and row.next_attempt == 2000.0 + CLIP_CONFLICT_RETRY_S
+    assert row.delivered is None and row.last_error.startswith(CLIP_PARKED)
+    assert "409" in row.last_error and row.next_attempt == 2000.0 + CLIP_PARK_RETRY_S
     assert deliver_clips_once(store, up, clock=lambda: 2060.0, media_key=d.media_key()) == 0
     assert store.get_outbox(video["id"]).attempts == row.attempts   # not retried within the day
     assert _stored(connector, video["id"]) == stored                 # HR's copy untouched
@@ -157,8 +157,8 @@ def test_a_conflicted_clip_parks_and_its_sessions_other_clips_and_records_still_
             hb = d.daemon.heartbeat()
         # The conflicted clip is parked: kept, undelivered, retried daily, counted.
         row = store.get_outbox(video["id"])
-        assert row.delivered is None and row.last_error.startswith(CLIP_CONFLICT)
-        assert row.next_attempt > time.time() + CLIP_CONFLICT_RETRY_S / 2
+        assert row.delivered is None and row.last_error.startswith(CLIP_PARKED)
+        assert row.next_attempt > time.time() + CLIP_PARK_RETRY_S / 2
         assert Path(video["path"]).exists()
         assert hb["clips_failed"] == 1 and hb["clips_pending"] == 1
         # HR's copy is untouched; the audio arrived whole and opens with HR's key.
@@ -184,6 +184,36 @@ def test_a_conflicted_clip_parks_and_its_sessions_other_clips_and_records_still_
     finally:
         store.close()
         conn.stop()
+
+
+def test_a_clip_whose_recording_is_gone_parks_and_the_next_one_still_uploads(
+        sync_settings, connector, tmp_path):
+    """A permanent refusal that is not a 409 (here the recording file was lost) parks the
+    clip for a day instead of retrying it every few minutes in front of the session's others."""
+    from sync.outbox import parked_clips
+
+    settings = sync_settings()
+    store = Store.open_from_settings(settings)
+    _, media, _, pcm = _answer_with_media(store, settings)
+    (hr,) = _clip_keys(tmp_path, "hr")
+    d = SyncDaemon(settings, store, start_wecom=False)
+    install_clip_key(store, hr.with_suffix(".pub").read_text(), 1)
+    up = HttpsUplink(settings)
+    video, audio = media
+    Path(video["path"]).unlink()  # the first clip of the session: lost (disk fault)
+
+    deliver_clips_once(store, up, clock=lambda: 1000.0, media_key=d.media_key())
+    row = store.get_outbox(video["id"])
+    assert row.delivered is None and row.last_error.startswith(CLIP_PARKED) and "missing" in row.last_error
+    assert row.next_attempt == 1000.0 + CLIP_PARK_RETRY_S
+    assert [c["media_id"] for c in parked_clips(store)] == [video["id"]]
+    # The session's second clip is not held back behind it.
+    deliver_clips_once(store, up, clock=lambda: 1001.0, media_key=d.media_key())
+    assert store.get_outbox(audio["id"]).delivered is not None
+    got = decrypt_clip(_stored(connector, audio["id"]), load_clip_private_key(hr))[1]
+    assert b"".join(x for _, x in got) == pcm.tobytes()
+    assert d.heartbeat()["clips_failed"] == 1
+    store.close()
 
 
 def test_seal_for_hr_replaces_a_leftover_tmp_and_never_writes_through_it(settings, tmp_path):

@@ -20,7 +20,8 @@ import shutil
 import struct
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -263,16 +264,22 @@ def hr_key_id(data: bytes) -> str | None:
     return w.get("kid") if w else None
 
 
+def _read_head(path: Path) -> bytes:
+    """Magic, header length and header of a recording file (the header only: recordings can
+    be tens of MB)."""
+    with Path(path).open("rb") as f:
+        head = f.read(len(MAGIC) + REC.size)
+        if len(head) == len(MAGIC) + REC.size and head[:len(MAGIC)] in (MAGIC, LEGACY_MAGIC):
+            head += f.read(REC.unpack_from(head, len(MAGIC))[0])
+    return head
+
+
 def seal_for_hr(path: Path, device_key: bytes, hr_public_key: X25519PublicKey) -> bool:
     """Add (or replace) the HR wrap of a finished recording recorded before the HR clip key
     was known. Only the header changes; the file is replaced atomically. Returns True when
     it changed. Raises MediaError if the device key does not open it."""
     path = Path(path)
-    with path.open("rb") as f:   # the header only: recordings can be tens of MB
-        head = f.read(len(MAGIC) + REC.size)
-        if len(head) == len(MAGIC) + REC.size and head[:len(MAGIC)] in (MAGIC, LEGACY_MAGIC):
-            head += f.read(REC.unpack_from(head, len(MAGIC))[0])
-    magic, header, pos = split(head, path.name)
+    magic, header, pos = split(_read_head(path), path.name)
     if magic != MAGIC:
         raise MediaError(f"{path.name}: IKMEDIA1 recording cannot be sealed for HR")
     if (header.get(_KEYS) or {}).get("hr", {}).get("kid") == key_id(hr_public_key):
@@ -321,3 +328,143 @@ def remove_stale_seal_tmp(media_dir: Path, *, max_age_s: float = SEAL_TMP_STALE_
         except FileNotFoundError:
             continue   # gone meanwhile (its sealing finished)
     return removed
+
+
+# --- master key rotation ---------------------------------------------------------------
+
+COPY_BLOCK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Rewrapped:
+    """What ``rewrap_device`` left on disk: whether it rewrote the file, and the file's
+    length and sha256 now (for the ``media`` row)."""
+    changed: bool
+    size: int
+    sha256: str
+
+
+def _fsync_dir(d: Path) -> None:
+    fd = os.open(d, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _hash_file(path: Path, progress: Callable[[int], None] | None) -> Rewrapped:
+    h = hashlib.sha256()
+    size = 0
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(COPY_BLOCK), b""):
+            h.update(block)
+            size += len(block)
+            if progress is not None:
+                progress(len(block))
+    return Rewrapped(False, size, h.hexdigest())
+
+
+def _legacy_chunks(src, end: int, old_key: bytes, file_id: bytes, where: str) -> Iterator[tuple[bytes, bool]]:
+    """(plaintext, final) of an IKMEDIA1 file read record by record from ``src`` (positioned
+    at the first record), checked under the old device key; MediaError on anything wrong."""
+    aes = AESGCM(old_key)
+    index, final = 0, False
+    while src.tell() < end:
+        rec = src.read(REC.size + 12)
+        if len(rec) != REC.size + 12:
+            raise MediaError(f"{where}: truncated at chunk {index}")
+        (clen,) = REC.unpack_from(rec, 0)
+        ct = src.read(clen)
+        if len(ct) != clen:
+            raise MediaError(f"{where}: truncated at chunk {index}")
+        final = src.tell() >= end
+        try:
+            plain = aes.decrypt(rec[REC.size:], ct, chunk_aad(file_id, index, final))
+        except Exception:
+            raise MediaError(f"{where}: chunk {index} does not authenticate (wrong key, tampered "
+                             "or truncated)") from None
+        index += 1
+        yield plain, final
+    if not final:
+        raise MediaError(f"{where}: recording has no end (truncated)")
+
+
+def rewrap_device(path: Path, old_key: bytes, new_key: bytes, *,
+                  progress: Callable[[int], None] | None = None) -> Rewrapped:
+    """Re-seal a finished recording for a new device media key (master key rotation).
+
+    IKMEDIA2: the content key is unwrapped with ``old_key`` and wrapped under ``new_key``;
+    the HR wrap (X25519, independent of the device's keys) and the chunk bytes are copied
+    unchanged. IKMEDIA1 (chunks directly under the old key): every chunk is re-encrypted
+    under a fresh content key, giving an IKMEDIA2 file. Streams in 1 MiB blocks and calls
+    ``progress(n)`` for every n bytes of the original processed.
+
+    Crash-safe and idempotent: the new file is written beside it (``<file>.tmp``, O_EXCL,
+    synced) and renamed over it, and the folder synced, so the path holds the old file or
+    the new one, never a mix; a file that already opens with ``new_key`` (an interrupted
+    rotation got to it) is only hashed. Raises MediaError when neither key opens it (the
+    file is left as it is) and OSError when it cannot be written (the original stays)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + SEAL_TMP_SUFFIX)
+    # A tmp beside it was left by a crash (the rotation runs with the services stopped):
+    # never trusted, never written through, removed even when this file is already done.
+    tmp.unlink(missing_ok=True)
+    magic, header, pos = split(_read_head(path), path.name)
+    file_id = uuid.UUID(header["id"]).bytes
+    if magic == MAGIC:
+        try:
+            unwrap_device(header, new_key)
+        except MediaError:
+            pass
+        else:
+            return _hash_file(path, progress)
+        try:
+            cek = unwrap_device(header, old_key)
+        except MediaError as e:
+            raise MediaError(f"{path.name}: {e}") from None
+        header[_KEYS]["device"] = _wrap_device(header, cek, new_key)
+        aes = None
+    else:
+        header = {k: v for k, v in header.items() if k != _KEYS}
+        cek = AESGCM.generate_key(256)
+        header[_KEYS] = {"device": _wrap_device(header, cek, new_key)}
+        aes = AESGCM(cek)
+    raw = json.dumps(header).encode()
+    head = MAGIC + REC.pack(len(raw)) + raw
+    h = hashlib.sha256(head)
+    size = len(head)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f, path.open("rb") as src:
+            f.write(head)
+            if progress is not None:
+                progress(pos)
+            src.seek(pos)
+            if aes is None:
+                for block in iter(lambda: src.read(COPY_BLOCK), b""):
+                    f.write(block)
+                    h.update(block)
+                    size += len(block)
+                    if progress is not None:
+                        progress(len(block))
+            else:
+                end = os.fstat(src.fileno()).st_size
+                index = 0
+                for plain, final in _legacy_chunks(src, end, old_key, file_id, path.name):
+                    nonce = os.urandom(12)
+                    ct = aes.encrypt(nonce, plain, chunk_aad(file_id, index, final))
+                    rec = REC.pack(len(ct)) + nonce + ct
+                    f.write(rec)
+                    h.update(rec)
+                    size += len(rec)
+                    index += 1
+                    if progress is not None:
+                        progress(len(rec))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)   # the rename is durable before the caller retires the old key
+    return Rewrapped(True, size, h.hexdigest())

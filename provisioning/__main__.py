@@ -100,8 +100,8 @@ def _parser() -> argparse.ArgumentParser:
 
     c = cmd("rotate-keys", "new client key and certificate request (then enrol the new bundle)")
     c.add_argument("--master", action="store_true",
-                   help="replace the master key instead: re-encrypt the store, the audit chain "
-                        "and the sealed secrets (services are stopped meanwhile)")
+                   help="replace the master key instead: re-encrypt the store, the audit chain, "
+                        "the sealed secrets and the recordings (services are stopped meanwhile)")
 
     c = cmd("retention", "delete interviews past their retention (the nightly timer runs this)")
     rsub = c.add_subparsers(dest="retention_command", required=True, metavar="ACTION")

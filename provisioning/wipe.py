@@ -22,7 +22,7 @@ from rich.table import Table
 
 from device.keys import MASTER_KEY_FILE, shred_keys
 from device.store import DB_FILE
-from provisioning.cli import Context, ExitCode, technician
+from provisioning.cli import Context, ExitCode, progress_bar, technician
 from provisioning.enrol import PENDING_CLIENT_KEY
 from provisioning.identity import CLIENT_KEY_FILE, TLS_DIR, make_client_key
 
@@ -156,12 +156,92 @@ def _write_new_key(path: Path, key: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+    # The name too must survive a power cut: once the store is re-keyed, this file is the
+    # only copy of the key that opens it.
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def _recordings(settings, store) -> list[tuple[Path, str | None]]:
+    """Every answer recording on the terminal with its `media` row id (None: a file without
+    a row, e.g. left by a crash mid-answer; it is re-sealed all the same). Symlinks are
+    never followed."""
+    data_dir = Path(settings.paths.data_dir)
+    with store.lock:
+        rows = store.db.execute("SELECT id, path FROM media").fetchall()
+    by_path: dict[Path, str | None] = {}
+    media_dir = Path(settings.paths.media_dir)
+    if media_dir.is_dir():
+        for p in media_dir.rglob("*.ikm"):
+            if p.is_file() and not p.is_symlink():
+                by_path[p.resolve()] = None
+    for media_id, path in rows:
+        p = Path(path) if Path(path).is_absolute() else data_dir / path
+        if p.is_file() and not p.is_symlink():
+            by_path[p.resolve()] = media_id
+    return sorted(by_path.items())
+
+
+def _check_space_for_resealing(ctx: Context, recordings: list[tuple[Path, str | None]]) -> None:
+    """Each recording is rewritten beside itself before the rename: the largest one must fit
+    into the free space, checked before anything is changed."""
+    if not recordings:
+        return
+    largest = max(p.stat().st_size for p, _ in recordings)
+    free = shutil.disk_usage(recordings[0][0].parent).free
+    if free < largest + (64 << 20):
+        raise ctx.fail(ExitCode.FAILED,
+                       "空间不足：重新加密录像录音需要 {need} MB 可用空间，只有 {free} MB；清理后再运行",
+                       "not enough free space to re-seal the recordings: {need} MB needed, {free} MB "
+                       "free; free some space and run it again",
+                       need=(largest >> 20) + 64, free=free >> 20)
+
+
+def _reseal_recordings(ctx: Context, store, recordings: list[tuple[Path, str | None]],
+                       old_media: bytes, new_media: bytes) -> dict:
+    """Re-seal every recording for the new media key (device.mediacrypt.rewrap_device: header
+    only for IKMEDIA2, re-encrypted for IKMEDIA1; one file at a time, atomically), with a
+    progress bar by bytes, and keep the `media` rows' size/sha256 in step with the files.
+    A file neither key opens is left as it is and counted (it was unreadable before)."""
+    from device.mediacrypt import MediaError, rewrap_device
+
+    counts = {"recordings_resealed": 0, "recordings_unreadable": 0}
+    if not recordings:
+        return counts
+    total = sum(p.stat().st_size for p, _ in recordings)
+    with progress_bar(ctx, ctx.tr("重新加密录像录音", "Re-sealing recordings"), total) as advance:
+        for path, media_id in recordings:
+            try:
+                done = rewrap_device(path, old_media, new_media, progress=advance)
+            except MediaError as e:
+                counts["recordings_unreadable"] += 1
+                log.warning("recording %s opens with neither the old nor the new key; left as it "
+                            "is: %s", path, e)
+                continue
+            except OSError as e:
+                raise ctx.fail(ExitCode.FAILED,
+                               "录像 {p} 无法重新加密（{e}）：没有丢失任何数据，排除问题后再次运行 "
+                               "rotate-keys --master 完成更换",
+                               "recording {p} could not be re-sealed ({e}); nothing is lost: fix "
+                               "that and run rotate-keys --master again to finish the rotation",
+                               p=path, e=e) from e
+            counts["recordings_resealed"] += 1
+            if media_id is not None:
+                # Like sealing for HR: the uploader sends the file's current length and hash.
+                with store.transaction():
+                    store.db.execute("UPDATE media SET size = ?, sha256 = ? WHERE id = ?",
+                                     (done.size, done.sha256, media_id))
+    return counts
 
 
 def rotate_master(ctx: Context) -> dict:
-    """Replace the master key: re-encrypt the store, re-seal the audit chain and the sealed
-    secrets, then swap the key file. Resumable: the new key waits in master.key.new until
-    everything is under it, and a second run after a crash finishes the job."""
+    """Replace the master key: re-encrypt the store, re-seal the audit chain, the sealed
+    secrets and the recordings, then swap the key file. Resumable: the new key waits in
+    master.key.new until everything is under it, and a second run after a crash finishes
+    the job (each recording is renamed into place whole, so it opens with one of the two)."""
     from device.audit import AuditLog
     from device.keys import SecretBox, SecretTampered, derive_key
     from device.store import Store, StoreKeyError
@@ -182,18 +262,9 @@ def rotate_master(ctx: Context) -> dict:
         store = Store.open(db, derive_key(new, "store"))
         rekeyed = True
     try:
+        recordings = _recordings(settings, store)
+        _check_space_for_resealing(ctx, recordings)
         if not rekeyed:
-            with store.lock:
-                media_rows = store.db.execute("SELECT count(*) FROM media").fetchone()[0]
-            media_dir = Path(settings.paths.media_dir)
-            media_files = sum(1 for p in media_dir.rglob("*") if p.is_file()) if media_dir.exists() else 0
-            if media_rows or media_files:
-                raise ctx.fail(
-                    ExitCode.FAILED,
-                    "终端上还有 {n} 个用当前密钥加密的录像录音：等它们发送并按保留期删除后再换主密钥（或 wipe）",
-                    "{n} recordings on the terminal are sealed under the current key: rotate the master "
-                    "key after they were delivered and purged by retention (or wipe)",
-                    n=max(media_rows, media_files))
             report = AuditLog(store, derive_key(old, "audit")).verify()
             if not report.ok:
                 raise ctx.fail(ExitCode.FAILED, "审计日志校验失败（{r}），拒绝换密钥",
@@ -218,6 +289,10 @@ def rotate_master(ctx: Context) -> dict:
             except SecretTampered:
                 new_box.seal(f.name, old_box.open(f.name))
                 resealed += 1
+        # Recordings last, while master.key is still the old key: until the swap below, a
+        # resumed run can tell each file's state by which key opens it.
+        media = _reseal_recordings(ctx, store, recordings, derive_key(old, "media"),
+                                   derive_key(new, "media"))
         os.replace(pending, key_dir / MASTER_KEY_FILE)
         fd = os.open(key_dir, os.O_RDONLY)
         try:
@@ -225,10 +300,11 @@ def rotate_master(ctx: Context) -> dict:
         finally:
             os.close(fd)
         audit.append(technician(), "keys.rotate", {"master": True, "resumed": resumed,
-                                                   "secrets_resealed": resealed})
+                                                   "secrets_resealed": resealed, **media})
         with store.lock:
             entries = store.db.execute("SELECT count(*) FROM audit").fetchone()[0]
-        return {"master": True, "resumed": resumed, "secrets_resealed": resealed, "audit_entries": entries}
+        return {"master": True, "resumed": resumed, "secrets_resealed": resealed, **media,
+                "audit_entries": entries}
     finally:
         store.close()
 
@@ -236,7 +312,8 @@ def rotate_master(ctx: Context) -> dict:
 def run_rotate_keys(ctx: Context, args: argparse.Namespace) -> int:
     """A new client key and CSR. The current key keeps working until the certificate for
     the new one arrives in an enrolment bundle; `enrol` then swaps them. With --master, also
-    a new master key instead (store, audit chain and secrets re-sealed under it)."""
+    a new master key instead (store, audit chain, secrets and recordings re-sealed
+    under it)."""
     settings = ctx.settings()
     ctx.master_key()  # refuse on a device that was never initialised
     if args.master:
@@ -249,9 +326,14 @@ def run_rotate_keys(ctx: Context, args: argparse.Namespace) -> int:
         if ctx.json_output:
             ctx.emit_json({"ok": True, **result})
         else:
-            ctx.say("[green]✓[/] 主密钥已更换：数据库、审计日志和 {n} 个密文已用新密钥重新加密",
-                    "[green]✓[/] master key replaced: store, audit chain and {n} sealed secret(s) re-encrypted",
-                    n=result["secrets_resealed"])
+            ctx.say("[green]✓[/] 主密钥已更换：数据库、审计日志、{n} 个密文和 {r} 个录像录音已用新密钥重新加密",
+                    "[green]✓[/] master key replaced: store, audit chain, {n} sealed secret(s) and {r} "
+                    "recording(s) re-encrypted",
+                    n=result["secrets_resealed"], r=result["recordings_resealed"])
+            if result["recordings_unreadable"]:
+                ctx.warn("{u} 个录像录音用旧密钥和新密钥都打不开（之前就已损坏或来自擦除前），原样保留",
+                         "{u} recording(s) open with neither the old nor the new key (damaged, or "
+                         "from before a wipe); left as they were", u=result["recordings_unreadable"])
         return ExitCode.OK
     result: dict = {"client_key": True}
     key_dir = Path(settings.paths.key_dir)

@@ -1,12 +1,16 @@
 """Every text the candidate reads, in Chinese (first) and English.
 
 Screens ask for a key and a language; a missing key shows the key itself and is logged, so a
-typo never crashes an interview. No candidate data is ever put in these tables.
+typo never crashes an interview. A text that stays on screen (a refusal, a self-test hint)
+is kept as a `Message` (key + params, or both languages) and drawn again on a language
+switch, never stored already translated. No candidate data is ever put in these tables.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -133,3 +137,36 @@ def tr(key: str, lang: str, **fmt) -> str:
     except (KeyError, IndexError):
         log.warning("UI text %r: bad format arguments", key)
         return text
+
+
+@dataclass(frozen=True)
+class Message:
+    """A text on screen that is not yet in a language: a key of TEXT with its params (a
+    param may itself be a Message), or a (zh, en) pair from elsewhere (device.signin's
+    refusals, which the phone shows in the same words; a self-test hint). Empty = nothing."""
+
+    key: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    pair: tuple[str, str] | None = None
+
+    @classmethod
+    def of(cls, key: str, **params: Any) -> Message:
+        return cls(key, params)
+
+    @classmethod
+    def both(cls, zh: str, en: str) -> Message:
+        return cls(pair=(zh, en))
+
+    def __bool__(self) -> bool:
+        return bool(self.key or (self.pair and any(self.pair)))
+
+    def text(self, lang: str) -> str:
+        if self.pair is not None:
+            return self.pair[0] if lang == "zh" else self.pair[1]
+        if not self.key:
+            return ""
+        params = {k: v.text(lang) if isinstance(v, Message) else v for k, v in self.params.items()}
+        return tr(self.key, lang, **params)
+
+
+NO_MESSAGE = Message()

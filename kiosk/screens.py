@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from kiosk import style
-from kiosk.i18n import tr
+from kiosk.i18n import NO_MESSAGE, Message, tr
 from kiosk.qt import (
     QColor,
     QGraphicsDropShadowEffect,
@@ -69,6 +69,8 @@ class KeypadPage(QWidget):
     def __init__(self, display: Callable[[str], str], *, min_len: int = 0, max_len: int = 12) -> None:
         super().__init__()
         self.value = ""
+        self.lang = "zh"
+        self._error: Message = NO_MESSAGE   # drawn again in the new language on a switch
         self._display = display
         self._min_len = min_len
         self._max_len = max_len
@@ -112,10 +114,18 @@ class KeypadPage(QWidget):
         lay.addLayout(right, 4)
         self.clear()
 
-    def clear(self, error: str = "") -> None:
+    def clear(self, error: Message = NO_MESSAGE) -> None:
         self.value = ""
         self._render()
-        self.error.setText(error)
+        self.set_error(error)
+
+    def set_error(self, error: Message) -> None:
+        self._error = error
+        self.error.setText(error.text(self.lang))
+
+    def set_lang(self, lang: str) -> None:
+        self.lang = lang
+        self.set_error(self._error)
 
     def complete(self) -> bool:
         return len(self.value) >= self._min_len
@@ -128,7 +138,7 @@ class KeypadPage(QWidget):
         elif len(self.value) < self._max_len:
             self.value += k
         self._render()
-        self.error.setText("")
+        self.set_error(NO_MESSAGE)
 
     def _render(self) -> None:
         self.field.setText(self._display(self.value) if self.value else "—")
@@ -163,15 +173,18 @@ class Screen(QWidget):
     def tick(self, view) -> None:
         """Called a few times a second for countdowns; cheap."""
 
-    def fit_text(self) -> None:
+    def fit_text(self) -> bool:
         """Give every wrapped label the height its text needs at its current width (Qt's
         layouts do not carry height-for-width through nested columns, so long English lines
-        would be clipped)."""
+        would be clipped). True if a height changed (the layout must run again)."""
+        changed = False
         for lab in self.findChildren(QLabel):
             if lab.wordWrap() and lab.isVisibleTo(self) and lab.width() > 50:
                 need = max(0, lab.heightForWidth(lab.width()))
                 if need != lab.minimumHeight():   # shrinks too: widths settle after a pass
                     lab.setMinimumHeight(need)
+                    changed = True
+        return changed
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
@@ -337,8 +350,8 @@ class IdleScreen(Screen):
         if self.code_page.complete():
             emit(self.code_submitted, self.code_page.value)
 
-    def show_refusal(self, text: str) -> None:
-        self.code_page.error.setText(text)
+    def show_refusal(self, message: Message) -> None:
+        self.code_page.set_error(message)
 
     def set_qr(self, url: str | None, seconds: float, warning: tuple[str, str] | None = None,
                matrix: list[list[bool]] | None = None) -> None:
@@ -382,6 +395,7 @@ class IdleScreen(Screen):
         self.code_page.sub.setText(tr("code_sub", lang))
         self.code_page.back.setText(tr("code_back", lang))
         self.code_page.ok.setText(tr("code_ok", lang))
+        self.code_page.set_lang(lang)
 
 
 class WelcomeScreen(Screen):
@@ -471,7 +485,7 @@ class DeviceCheckScreen(Screen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.results: dict[str, tuple[bool | None, str]] = {}
+        self.results: dict[str, tuple[bool | None, Message]] = {}
         lay = QHBoxLayout(self)
         lay.setContentsMargins(40, 10, 40, 28)
         lay.setSpacing(40)
@@ -517,8 +531,8 @@ class DeviceCheckScreen(Screen):
         bl.addLayout(brow)
         lay.addWidget(box, 4)
 
-    def set_results(self, results: dict[str, tuple[bool | None, str]]) -> None:
-        """name -> (ok / None while running, hint in the current language)."""
+    def set_results(self, results: dict[str, tuple[bool | None, Message]]) -> None:
+        """name -> (ok / None while running, hint: drawn in the language of the moment)."""
         self.results = results
         self._render_results()
 
@@ -527,7 +541,7 @@ class DeviceCheckScreen(Screen):
         hints = []
         all_ok = True
         for key, (_, status) in self.rows.items():
-            ok, hint = self.results.get(key, (None, ""))
+            ok, hint = self.results.get(key, (None, NO_MESSAGE))
             if ok is None:
                 status.setText(tr("check_running", lang))
                 status.setObjectName("muted")
@@ -543,10 +557,10 @@ class DeviceCheckScreen(Screen):
                     hints.append(hint)
             status.style().unpolish(status)
             status.style().polish(status)
-        face = self.results.get("face", (None, ""))[0]
+        face = self.results.get("face", (None, NO_MESSAGE))[0]
         self.preview.set_face_ok(face)
         if hints:
-            self.hint.setText(hints[0])
+            self.hint.setText(hints[0].text(lang))
         elif all_ok:
             self.hint.setText(tr("check_face_ok", lang))
         else:
@@ -776,7 +790,7 @@ class TechnicianScreen(Screen):
         pl2.addLayout(prow)
         self.pages.addWidget(panel)
 
-    def show_pin(self, error: str = "") -> None:
+    def show_pin(self, error: Message = NO_MESSAGE) -> None:
         self.entry.clear(error)
         self.pages.setCurrentIndex(0)
 
@@ -789,6 +803,7 @@ class TechnicianScreen(Screen):
         self.entry.title.setText(tr("tech_title", lang))
         self.entry.sub.setText(tr("tech_sub", lang))
         self.entry.back.setText(tr("code_back", lang))
+        self.entry.set_lang(lang)
         self.panel_title.setText(tr("tech_panel", lang))
         self.selftest.setText(tr("tech_selftest", lang))
         self.quit.setText(tr("tech_exit_app", lang))

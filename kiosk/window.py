@@ -19,7 +19,7 @@ from pathlib import Path
 from device import session as ses
 from device.qr import read_qr
 from kiosk import style
-from kiosk.i18n import tr
+from kiosk.i18n import NO_MESSAGE, Message, tr
 from kiosk.pin import PinGate
 from kiosk.qt import (
     QApplication,
@@ -68,7 +68,7 @@ class Bridge(QObject):
     selftest = Signal(object)      # list[CheckResult]
     verification = Signal(object)  # device.signin.VerificationRow
     qr = Signal(object, object, object)  # QrState | None, warning (zh, en) | None, QR matrix
-    pin = Signal(bool, str, str)   # ok, reason, message
+    pin = Signal(bool, str, object)   # ok, reason, i18n.Message
     tech_info = Signal(str)
     view = Signal(object)          # SessionView published by the machine (any thread)
     media_frame = Signal(object)   # QImage of a video prompt
@@ -206,6 +206,7 @@ class KioskWindow(QWidget):
         self.view = machine.view
         self.state = None
         self.technician = False
+        self._in_tech_pin = False   # the PIN page is up (technician is set once it is right)
         self.allow_close = False
         self._answer_ending = False
         self._qr = None
@@ -418,6 +419,8 @@ class KioskWindow(QWidget):
         self.state = view.state
         if previous != self.state:
             self._enter(self.state, previous)
+        if self._in_tech_pin and self.state not in TECH_STATES:
+            self._in_tech_pin = False   # a session started: the PIN page gives way
         if not self.technician:
             self._render()
 
@@ -477,7 +480,7 @@ class KioskWindow(QWidget):
 
     def _render(self) -> None:
         view = self.view
-        if self.technician:
+        if self.technician or self._in_tech_pin:
             name = "technician"
         else:
             name = self._screen_for(self.state)
@@ -493,13 +496,29 @@ class KioskWindow(QWidget):
         screen.refresh(view, self.lang)
         if self.stack.currentWidget() is not screen:
             self.stack.setCurrentWidget(screen)
-            # After the new screen is laid out at its real width, size its wrapped text.
-            QTimer.singleShot(0, screen.fit_text)
-        screen.fit_text()
         self.header.lang.setText(tr("switch_lang", self.lang))
         self.header.help.setText(tr("help", self.lang))
-        self.header.help.setVisible(self.state in HELP_STATES and not self.technician)
+        self.header.help.setVisible(self.state in HELP_STATES and not (self.technician or self._in_tech_pin))
         self.footnote.setText(tr("device_footer", self.lang, device=self.settings.device.id))
+        self._relayout(screen)
+
+    def _relayout(self, screen: Screen) -> None:
+        """Lay the window out for its new texts now, not on a later pass of the event loop.
+
+        New texts (a language switch, a new screen) only post layout requests; until they
+        run, buttons and labels keep the widths of the old texts, and whatever is drawn or
+        grabbed in between shows "ign i" for "Sign in". Wrapped labels are then given the
+        height their text needs at the new widths, which may move things once more.
+        Innermost layouts first: each one that changes size invalidates its parent's, which
+        comes later in the walk, so one walk settles the window (posted requests would take
+        one event-loop pass per level of nesting)."""
+        for _ in range(3):
+            for w in reversed([self, *self.findChildren(QWidget)]):
+                lay = w.layout()
+                if lay is not None:
+                    lay.activate()
+            if not screen.fit_text():
+                break
 
     def _render_verifying(self, screen: MessageScreen, view) -> None:
         """A refused sign-in (the machine's message "signin.<reason>") shows why, in the
@@ -630,13 +649,13 @@ class KioskWindow(QWidget):
 
     def _apply_verification(self, row) -> None:
         if row is None:
-            self.idle.show_refusal(tr("verify_failed", self.lang))
+            self.idle.show_refusal(Message.of("verify_failed"))
             return
         if not row.ok and row.method == "code":
             # A mistyped code: say so on the keypad and let them correct it.
             refusal = row.refusal
-            self.idle.show_refusal((refusal.message_zh if self.lang == "zh" else refusal.message_en)
-                                   if refusal else tr("verify_failed", self.lang))
+            self.idle.show_refusal(Message.both(refusal.message_zh, refusal.message_en)
+                                   if refusal else Message.of("verify_failed"))
             return
         if self.state == S.IDLE:
             self._send(ses.SignInStarted(row.method))
@@ -646,7 +665,7 @@ class KioskWindow(QWidget):
             refusal = row.refusal
             self._send(ses.VerificationFailed(refusal.reason if refusal else "unknown_user"))
             if refusal is not None:
-                self.idle.show_refusal(refusal.message_zh if self.lang == "zh" else refusal.message_en)
+                self.idle.show_refusal(Message.both(refusal.message_zh, refusal.message_en))
 
     # -- candidate's touches ----------------------------------------------------------------------
     def submit_code(self, code: str) -> None:
@@ -750,7 +769,7 @@ class KioskWindow(QWidget):
         if self.state == S.DEVICE_CHECK and not self._selftest_running:
             face_ok = n >= 1 or now - self._face_seen_at < 1.0
             res = dict(self.check.results)
-            hint = "" if face_ok else tr("check_face_missing", self.lang)
+            hint = NO_MESSAGE if face_ok else Message.of("check_face_missing")
             res["face"] = (face_ok, hint)
             self.check.set_results(res)
         if self.state in QUESTION_STATES:
@@ -775,7 +794,8 @@ class KioskWindow(QWidget):
         if self._selftest_running or self.pipeline is None or self.selftest_fn is None:
             return
         self._selftest_running = True
-        self.check.set_results({"camera": (None, ""), "face": (None, ""), "mic": (None, "")})
+        self.check.set_results({"camera": (None, NO_MESSAGE), "face": (None, NO_MESSAGE),
+                                "mic": (None, NO_MESSAGE)})
         screen = QApplication.primaryScreen()
         size = (screen.geometry().width(), screen.geometry().height()) if screen else None
         p = self.pipeline
@@ -795,22 +815,23 @@ class KioskWindow(QWidget):
     def _on_selftest(self, results) -> None:
         self._selftest_running = False
         if isinstance(results, Exception):
-            self.check.set_results({"camera": (False, str(results)), "face": (None, ""), "mic": (False, "")})
+            self.check.set_results({"camera": (False, Message.both(str(results), str(results))),
+                                    "face": (None, NO_MESSAGE), "mic": (False, NO_MESSAGE)})
             return
         self.last_selftest = results
         by = {r.name: r for r in results}
 
-        def row(names: list[str]) -> tuple[bool, str]:
+        def row(names: list[str]) -> tuple[bool, Message]:
             found = [by[n] for n in names if n in by]
             bad = [r for r in found if not r.ok]
             if not found:
-                return (False, "")
-            return (not bad, bad[0].hint(self.lang) if bad else "")
+                return (False, NO_MESSAGE)
+            return (not bad, Message.both(bad[0].hint_zh, bad[0].hint_en) if bad else NO_MESSAGE)
 
         cam = row(["camera", "camera_rate"])
         face = row(["camera_face", "camera_light"])
         if not face[0] and time.monotonic() - self._face_seen_at < 1.0:
-            face = (True, "")  # the live detector sees a face now: trust the live view
+            face = (True, NO_MESSAGE)  # the live detector sees a face now: trust the live view
         mic = row(["microphone", "mic_noise_floor", "mic_level"])
         self.check.set_results({"camera": cam, "face": face, "mic": mic})
         if self.technician:
@@ -876,23 +897,24 @@ class KioskWindow(QWidget):
         if self.state not in TECH_STATES:
             return
         self.technician = False
+        self._in_tech_pin = True
         self.stack.setCurrentWidget(self.tech)
         self.tech.refresh(self.view, self.lang)
-        self.tech.show_pin("")
+        self.tech.show_pin(NO_MESSAGE)
         self.header.help.hide()
         self.session.post(lambda: emit(self.bridge.pin, False, "opened", self._pin_message()))
 
-    def _pin_message(self, reason: str = "") -> str:
+    def _pin_message(self, reason: str = "") -> Message:
         """Runs on the session thread (reads the lockout state from the store)."""
         gate = self.pin_gate
         if not gate.configured:
-            return tr("tech_no_pin", self.lang)
+            return Message.of("tech_no_pin")
         left = gate.locked_for()
         if left > 0:
-            return tr("tech_locked", self.lang, s=int(left) + 1)
+            return Message.of("tech_locked", s=int(left) + 1)
         if reason == "wrong":
-            return tr("tech_wrong", self.lang, n=gate.tries_left())
-        return ""
+            return Message.of("tech_wrong", n=gate.tries_left())
+        return NO_MESSAGE
 
     def try_pin(self, pin: str) -> None:
         """scrypt and the lockout's store row take a while: the session thread does it."""
@@ -905,16 +927,16 @@ class KioskWindow(QWidget):
                     self.audit.append("technician", "technician.pin", {"ok": ok, "reason": reason})
                 except Exception:
                     log.exception("audit of a PIN attempt failed")
-            emit(self.bridge.pin, ok, reason, "" if ok else self._pin_message(reason))
+            emit(self.bridge.pin, ok, reason, NO_MESSAGE if ok else self._pin_message(reason))
 
         self.session.post(check)
 
-    def _pin_result(self, ok: bool, reason: str, message: str) -> None:
+    def _pin_result(self, ok: bool, reason: str, message: Message) -> None:
         if self.stack.currentWidget() is not self.tech:
             self.tech.entry.ok.setEnabled(True)
             return
         if reason == "opened":   # the lockout state, shown when the PIN pad opens
-            self.tech.entry.error.setText(message)
+            self.tech.entry.set_error(message)
             return
         self.tech.entry.ok.setEnabled(True)
         if ok:

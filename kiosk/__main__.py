@@ -14,6 +14,13 @@ from pathlib import Path
 
 from device.version import software_version
 
+log = logging.getLogger("kiosk")
+
+# The screens are laid out for a 1280x800 terminal (logical pixels); style.stylesheet grows
+# the type on larger ones. A smaller panel (down to hardware.selftest.MIN_DISPLAY, 1024x600)
+# gets Qt's own scale factor, so everything, type and fixed sizes alike, shrinks together.
+DESIGN_SIZE = (1280, 800)
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
@@ -34,10 +41,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def display_scale(width: int, height: int) -> float | None:
+    """The QT_SCALE_FACTOR that makes a `width` x `height` display at least DESIGN_SIZE in
+    logical pixels, or None when it already is."""
+    factor = min(width / DESIGN_SIZE[0], height / DESIGN_SIZE[1])
+    return None if factor >= 1.0 else round(factor, 4)
+
+
+def _restart_scaled(app, args: argparse.Namespace) -> None:
+    """On a display smaller than the design, start again with Qt's scale factor set (it is
+    read once, when the application is made). Nothing is open yet; under systemd the
+    process keeps its pid. A QT_SCALE_FACTOR already set (by the technician) is kept."""
+    screen = app.primaryScreen()
+    if args.headless or screen is None or "QT_SCALE_FACTOR" in os.environ:
+        return
+    g = screen.geometry()
+    factor = display_scale(g.width(), g.height())
+    if factor is None:
+        return
+    log.info("display %dx%d is smaller than %dx%d: restarting with QT_SCALE_FACTOR=%s",
+             g.width(), g.height(), *DESIGN_SIZE, factor)
+    os.environ["QT_SCALE_FACTOR"] = str(factor)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if getattr(sys, "frozen", False):   # the PyInstaller bundle is its own interpreter
+        os.execv(sys.executable, [sys.executable, *sys.argv[1:]])
+    os.execv(sys.executable, [sys.executable, "-m", "kiosk", *sys.argv[1:]])
+
+
 def run(args: argparse.Namespace) -> int:
     from kiosk.qt import make_app
 
     app = make_app(headless=args.headless)
+    _restart_scaled(app, args)
     from device.config import ConfigError, load_settings, resolve_config_path
     from device.keys import DeviceKeyError
     from device.store import Store, StoreError

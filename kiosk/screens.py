@@ -44,6 +44,17 @@ def _shadow(w: QWidget) -> None:
     w.setGraphicsEffect(eff)
 
 
+def settle_layouts(root: QWidget) -> None:
+    """Lay `root` out now for its new texts and styles, not on later passes of the event
+    loop (one per level of nesting), in between which a button or label would be drawn at
+    the size of its old text. Innermost layouts first: each one that changes size
+    invalidates its parent's, which comes later in the walk."""
+    for w in reversed([root, *root.findChildren(QWidget)]):
+        lay = w.layout()
+        if lay is not None:
+            lay.activate()
+
+
 def _column() -> tuple[QWidget, QVBoxLayout]:
     """A column of text and buttons that keeps its natural height (no gaps between lines)."""
     col = QWidget()
@@ -211,7 +222,7 @@ class MessageScreen(Screen):
         super().__init__()
         self.state_name = state_name
         self.title_key, self.sub_key = title_key, sub_key
-        self.fmt: dict = {}
+        self.fmt: dict = {}   # params of the title and sentence (values: text or Message)
         outer = QVBoxLayout(self)
         outer.addStretch(1)
         row = QHBoxLayout()
@@ -253,8 +264,9 @@ class MessageScreen(Screen):
 
     def refresh(self, view, lang: str) -> None:
         self.lang = lang
-        self.title.setText(tr(self.title_key, lang, **self.fmt))
-        self.sub.setText(tr(self.sub_key, lang, **self.fmt))
+        # fmt params may be Messages themselves (the failed component), drawn in `lang`.
+        self.title.setText(Message(self.title_key, self.fmt).text(lang))
+        self.sub.setText(Message(self.sub_key, self.fmt).text(lang))
         for b in self.buttons.values():
             b.setText(tr(b.property("text_key"), lang))
 
@@ -369,6 +381,7 @@ class IdleScreen(Screen):
         self.code_btn.style().unpolish(self.code_btn)
         self.code_btn.style().polish(self.code_btn)
         self._note()
+        settle_layouts(self)   # the note's style (and font size) may have changed
 
     def _note(self) -> None:
         warning = getattr(self, "_warning", None)
@@ -566,6 +579,7 @@ class DeviceCheckScreen(Screen):
         else:
             self.hint.setText(tr("check_speak", lang))
         self.go.setEnabled(all_ok)
+        settle_layouts(self)   # a status in another style has another font size
 
     def refresh(self, view, lang: str) -> None:
         self.lang = lang

@@ -44,6 +44,7 @@ from kiosk.screens import (
     Screen,
     TechnicianScreen,
     WelcomeScreen,
+    settle_layouts,
 )
 from kiosk.widgets import Header, label, qr_matrix, to_qimage
 
@@ -492,31 +493,29 @@ class KioskWindow(QWidget):
             self._render_verifying(screen, view)
         if name == "failed":
             comp = self._failed_component if self._failed_component in ("camera", "microphone") else "device"
-            screen.fmt = {"component": tr(f"component_{comp}", self.lang)}
+            screen.fmt = {"component": Message.of(f"component_{comp}")}
         screen.refresh(view, self.lang)
         if self.stack.currentWidget() is not screen:
             self.stack.setCurrentWidget(screen)
+        self.render_chrome()
+        self.relayout(screen)
+
+    def render_chrome(self) -> None:
+        """The header's buttons and the footer, in the current language."""
         self.header.lang.setText(tr("switch_lang", self.lang))
         self.header.help.setText(tr("help", self.lang))
         self.header.help.setVisible(self.state in HELP_STATES and not (self.technician or self._in_tech_pin))
         self.footnote.setText(tr("device_footer", self.lang, device=self.settings.device.id))
-        self._relayout(screen)
 
-    def _relayout(self, screen: Screen) -> None:
+    def relayout(self, screen: Screen) -> None:
         """Lay the window out for its new texts now, not on a later pass of the event loop.
 
         New texts (a language switch, a new screen) only post layout requests; until they
         run, buttons and labels keep the widths of the old texts, and whatever is drawn or
         grabbed in between shows "ign i" for "Sign in". Wrapped labels are then given the
-        height their text needs at the new widths, which may move things once more.
-        Innermost layouts first: each one that changes size invalidates its parent's, which
-        comes later in the walk, so one walk settles the window (posted requests would take
-        one event-loop pass per level of nesting)."""
+        height their text needs at the new widths, which may move things once more."""
         for _ in range(3):
-            for w in reversed([self, *self.findChildren(QWidget)]):
-                lay = w.layout()
-                if lay is not None:
-                    lay.activate()
+            settle_layouts(self)
             if not screen.fit_text():
                 break
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +11,8 @@ from pathlib import Path
 from device.version import software_version
 from hardware.camera import FileCamera, OpenCVCamera
 from hardware.microphone import FileMic, SoundDeviceMic
+from hardware.selftest import MIN_DISPLAY
+from kiosk.__main__ import display_scale
 from kiosk.app import make_sources
 
 EXE = [sys.executable, "-m", "kiosk"]
@@ -43,3 +47,20 @@ def test_sources_come_from_the_config(make_settings, media, tmp_path):
     cam, mic = make_sources(s)
     assert isinstance(cam, OpenCVCamera) and isinstance(mic, SoundDeviceMic)
     assert mic.device is None
+
+
+def test_a_display_smaller_than_1280x800_restarts_once_with_qt_scaling(tmp_path):
+    """A 1024x600 panel (hardware.selftest.MIN_DISPLAY) runs the 1280x800 layout through
+    Qt's scale factor; test_language checks that layout at the logical size it gets."""
+    assert display_scale(*MIN_DISPLAY) == 0.75
+    assert display_scale(1280, 800) is None and display_scale(1920, 1080) is None
+    panel = tmp_path / "panel.json"
+    panel.write_text(json.dumps({"screens": [{"name": "panel", "x": 0, "y": 0, "width": MIN_DISPLAY[0],
+                                              "height": MIN_DISPLAY[1], "logicalDpi": 96, "dpr": 1}]}))
+    env = {k: v for k, v in os.environ.items() if k != "QT_SCALE_FACTOR"}
+    env["QT_QPA_PLATFORM"] = f"offscreen:configfile={panel}"
+    missing = tmp_path / "nope.toml"
+    out = subprocess.run(EXE + ["--config", str(missing)], capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert out.stderr.count("restarting with QT_SCALE_FACTOR=0.75") == 1, out.stderr
+    assert out.returncode == 2 and str(missing) in out.stderr   # the restarted run went on

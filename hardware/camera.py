@@ -7,7 +7,6 @@ it flips `alive` to False and reports through `on_error` within a second.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+from hardware.source import CaptureSource
 
 # A camera that delivers nothing for this long is treated as unplugged.
 STALL_TIMEOUT_S = 0.8
@@ -51,70 +50,26 @@ class CameraSource(Protocol):
     def alive(self) -> bool: ...
 
 
-class _ThreadedCamera:
-    """Worker thread + watchdog shared by the real and the file camera."""
+class _Camera(CaptureSource[Frame]):
+    """Frame delivery, `read()` and `latest()` shared by the real and the file camera."""
 
     name = "camera"
+    item_kind = "frame"
+    stall_timeout_s = STALL_TIMEOUT_S
+    startup_grace_s = STARTUP_GRACE_S
 
     def __init__(self, fps: float, size: tuple[int, int]) -> None:
+        super().__init__()
         self.fps = float(fps)
         self.size = size
-        self._frame_cbs: list[Callable[[Frame], None]] = []
-        self._error_cbs: list[Callable[[str], None]] = []
         self._latest: Frame | None = None
         self._cond = threading.Condition()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._watchdog: threading.Thread | None = None
-        self._alive = False
-        self._failed: str | None = None
-        self._last_frame_at = 0.0
-        self._started_at = 0.0
         self._index = 0
         self.frames_delivered = 0
 
     # -- public interface -------------------------------------------------------------
     def on_frame(self, cb: Callable[[Frame], None]) -> None:
-        self._frame_cbs.append(cb)
-
-    def on_error(self, cb: Callable[[str], None]) -> None:
-        self._error_cbs.append(cb)
-
-    @property
-    def alive(self) -> bool:
-        return self._alive and self._failed is None
-
-    @property
-    def error(self) -> str | None:
-        return self._failed
-
-    def start(self) -> None:
-        if self._thread is not None:
-            if self._failed is None:
-                return
-            self.stop()  # restarting a lost camera (replugged): reopen from scratch
-        self._open()
-        self._stop.clear()
-        self._alive = True
-        self._failed = None
-        self._started_at = time.monotonic()
-        self._last_frame_at = 0.0
-        self._thread = threading.Thread(target=self._run, name=f"{self.name}-capture", daemon=True)
-        self._thread.start()
-        self._watchdog = threading.Thread(target=self._watch, name=f"{self.name}-watchdog", daemon=True)
-        self._watchdog.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        for t in (self._thread, self._watchdog):
-            if t is not None and t is not threading.current_thread():
-                t.join(timeout=2.0)
-        self._thread = None
-        self._watchdog = None
-        self._alive = False
-        self._close()
-        with self._cond:
-            self._cond.notify_all()
+        self._data_cbs.append(cb)
 
     def read(self, timeout: float = 1.0) -> Frame | None:
         """The newest frame not older than the last call, or None after `timeout`."""
@@ -132,12 +87,6 @@ class _ThreadedCamera:
         return self._latest
 
     # -- for subclasses ---------------------------------------------------------------
-    def _open(self) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    def _close(self) -> None:  # pragma: no cover - overridden
-        pass
-
     def _grab(self) -> np.ndarray | None:  # pragma: no cover - overridden
         raise NotImplementedError
 
@@ -145,33 +94,22 @@ class _ThreadedCamera:
         pass
 
     # -- machinery --------------------------------------------------------------------
+    def _startup_detail(self, waited: float) -> str:
+        return "camera opened but delivered no frame"
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
     def _deliver(self, image: np.ndarray) -> None:
         frame = Frame(image=image, ts=time.monotonic(), index=self._index)
         self._index += 1
-        self._last_frame_at = frame.ts
+        self._delivered_at = frame.ts
         self.frames_delivered += 1
         with self._cond:
             self._latest = frame
             self._cond.notify_all()
-        for cb in list(self._frame_cbs):
-            try:
-                cb(frame)
-            except Exception:  # a bad consumer must not kill capture
-                log.exception("%s frame callback failed", self.name)
-
-    def _fail(self, detail: str) -> None:
-        if self._failed is not None:
-            return
-        self._failed = detail
-        self._alive = False
-        log.error("%s lost: %s", self.name, detail)
-        with self._cond:
-            self._cond.notify_all()
-        for cb in list(self._error_cbs):
-            try:
-                cb(detail)
-            except Exception:
-                log.exception("%s error callback failed", self.name)
+        self._publish(frame)
 
     def _run(self) -> None:
         while not self._stop.is_set() and self._failed is None:
@@ -188,22 +126,8 @@ class _ThreadedCamera:
             self._deliver(image)
             self._pace()
 
-    def _watch(self) -> None:
-        # A blocked driver read never returns, so a separate thread judges liveness.
-        while not self._stop.wait(0.1):
-            if self._failed is not None:
-                return
-            now = time.monotonic()
-            if self._last_frame_at:
-                if now - self._last_frame_at > STALL_TIMEOUT_S:
-                    self._fail(f"no frame for {now - self._last_frame_at:.1f} s")
-                    return
-            elif now - self._started_at > STARTUP_GRACE_S:
-                self._fail("camera opened but delivered no frame")
-                return
 
-
-class OpenCVCamera(_ThreadedCamera):
+class OpenCVCamera(_Camera):
     """A V4L2/USB camera by index (0) or device path (/dev/video0) through OpenCV."""
 
     def __init__(self, index_or_path: int | str, width: int = 1280, height: int = 720, fps: float = 30) -> None:
@@ -240,7 +164,7 @@ class OpenCVCamera(_ThreadedCamera):
         return image if ok else None
 
 
-class FileCamera(_ThreadedCamera):
+class FileCamera(_Camera):
     """Plays a video file through the camera interface, at real pace or as fast as read.
 
     At the end of the file it loops (`loop=True`) or behaves like an unplugged camera.

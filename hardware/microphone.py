@@ -20,6 +20,8 @@ from typing import Protocol
 
 import numpy as np
 
+from hardware.source import CaptureSource
+
 log = logging.getLogger(__name__)
 
 SAMPLERATE = 16000
@@ -28,7 +30,10 @@ FLOOR_DBFS = -96.0
 CLIP_LEVEL = 32000          # |sample| at or above this counts as clipped
 CLIP_FRACTION = 0.01        # >1 % clipped samples in a chunk = clipping
 SILENCE_DBFS = -50.0
+# A microphone that delivers nothing for this long is treated as unplugged.
 STALL_TIMEOUT_S = 1.0
+# Opening a sound device and getting its first buffer can take a moment.
+STARTUP_GRACE_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -78,47 +83,32 @@ def is_clipping(pcm: np.ndarray) -> bool:
     return float(np.mean(np.abs(pcm.astype(np.int32)) >= CLIP_LEVEL)) > CLIP_FRACTION
 
 
-class _MeteredMic:
-    """Level meter, silence tracking, callbacks, queue and watchdog shared by both mics."""
+class _MeteredMic(CaptureSource[AudioChunk]):
+    """Level meter, silence tracking and the read queue shared by both mics."""
 
     name = "microphone"
+    item_kind = "chunk"
+    stall_timeout_s = STALL_TIMEOUT_S
+    startup_grace_s = STARTUP_GRACE_S
 
     def __init__(self, samplerate: int = SAMPLERATE, silence_s: float = 3.0) -> None:
+        super().__init__()
         self.samplerate = samplerate
         self.silence_s = silence_s
-        self._chunk_cbs: list[Callable[[AudioChunk], None]] = []
-        self._error_cbs: list[Callable[[str], None]] = []
         self._queue: queue.Queue[AudioChunk] = queue.Queue(maxsize=100)
         self._level = FLOOR_DBFS
         self._peak = FLOOR_DBFS
         self._clipping_until = 0.0
         self._loud_at = 0.0
-        self._last_chunk_at = 0.0
-        self._started_at = 0.0
-        self._alive = False
-        self._failed: str | None = None
-        self._stop = threading.Event()
-        self._watchdog: threading.Thread | None = None
         self.chunks_delivered = 0
 
     def on_chunk(self, cb: Callable[[AudioChunk], None]) -> None:
-        self._chunk_cbs.append(cb)
-
-    def on_error(self, cb: Callable[[str], None]) -> None:
-        self._error_cbs.append(cb)
-
-    @property
-    def alive(self) -> bool:
-        return self._alive and self._failed is None
-
-    @property
-    def error(self) -> str | None:
-        return self._failed
+        self._data_cbs.append(cb)
 
     @property
     def level_dbfs(self) -> float:
         """Level of the most recent chunk; decays to the floor if nothing arrives."""
-        if time.monotonic() - self._last_chunk_at > 0.5:
+        if time.monotonic() - self._delivered_at > 0.5:
             return FLOOR_DBFS
         return self._level
 
@@ -139,22 +129,11 @@ class _MeteredMic:
         except queue.Empty:
             return None
 
-    def _begin(self) -> None:
-        self._stop.clear()
-        self._alive = True
-        self._failed = None
-        self._started_at = time.monotonic()
-        self._last_chunk_at = 0.0
+    def _on_start(self) -> None:
         self._loud_at = 0.0
-        self._watchdog = threading.Thread(target=self._watch, name=f"{self.name}-watchdog", daemon=True)
-        self._watchdog.start()
 
-    def _end(self) -> None:
-        self._stop.set()
-        if self._watchdog is not None and self._watchdog is not threading.current_thread():
-            self._watchdog.join(timeout=2.0)
-        self._watchdog = None
-        self._alive = False
+    def _stall_detail(self, silent_for: float) -> str:
+        return f"no audio for {silent_for:.1f} s"
 
     def _deliver(self, pcm: np.ndarray, ts: float | None = None) -> None:
         now = time.monotonic()
@@ -166,7 +145,7 @@ class _MeteredMic:
             self._loud_at = now
         if is_clipping(pcm):
             self._clipping_until = now + 1.0
-        self._last_chunk_at = now
+        self._delivered_at = now
         self.chunks_delivered += 1
         try:
             self._queue.put_nowait(chunk)
@@ -176,49 +155,20 @@ class _MeteredMic:
             except queue.Empty:
                 pass
             self._queue.put_nowait(chunk)
-        for cb in list(self._chunk_cbs):
-            try:
-                cb(chunk)
-            except Exception:
-                log.exception("%s chunk callback failed", self.name)
-
-    def _fail(self, detail: str) -> None:
-        if self._failed is not None:
-            return
-        self._failed = detail
-        self._alive = False
-        log.error("%s lost: %s", self.name, detail)
-        for cb in list(self._error_cbs):
-            try:
-                cb(detail)
-            except Exception:
-                log.exception("%s error callback failed", self.name)
-
-    def _watch(self) -> None:
-        while not self._stop.wait(0.1):
-            if self._failed is not None:
-                return
-            now = time.monotonic()
-            ref = self._last_chunk_at or self._started_at
-            grace = STALL_TIMEOUT_S if self._last_chunk_at else 3.0
-            if now - ref > grace:
-                self._fail(f"no audio for {now - ref:.1f} s")
-                return
+        self._publish(chunk)
 
 
 class SoundDeviceMic(_MeteredMic):
     """A sound card input through PortAudio (sounddevice), by device index or name."""
+
+    own_thread = False  # PortAudio calls back on its own thread
 
     def __init__(self, device: int | str | None = None, samplerate: int = SAMPLERATE, silence_s: float = 3.0) -> None:
         super().__init__(samplerate, silence_s)
         self.device = device
         self._stream = None
 
-    def start(self) -> None:
-        if self._stream is not None:
-            if self._failed is None:
-                return
-            self.stop()  # reopening a lost device: start from scratch
+    def _open(self) -> None:
         import sounddevice as sd
 
         device = int(self.device) if isinstance(self.device, str) and self.device.isdigit() else self.device
@@ -237,15 +187,13 @@ class SoundDeviceMic(_MeteredMic):
             raise MicrophoneError(
                 f"microphone {self.device!r} could not be opened: {exc} (check kiosk.microphone.device in config.toml)"
             ) from exc
-        self._begin()
 
     def _callback(self, indata, frames, time_info, status) -> None:  # PortAudio thread
         if status and status.input_overflow:
             log.warning("microphone input overflow")
         self._deliver(indata[:, 0].copy())
 
-    def stop(self) -> None:
-        self._end()
+    def _close(self) -> None:
         if self._stream is not None:
             try:
                 self._stream.stop()
@@ -289,7 +237,6 @@ class FileMic(_MeteredMic):
         self._data = _read_wav(Path(path)) if path is not None else np.zeros(0, np.int16)
         self._pos = 0
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
         self._rng = np.random.default_rng(7)
 
     def play(self, path: str | Path) -> None:
@@ -301,19 +248,6 @@ class FileMic(_MeteredMic):
     def playing(self) -> bool:
         with self._lock:
             return self._pos < len(self._data)
-
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._begin()
-        self._thread = threading.Thread(target=self._run, name="file-mic", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._end()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=2.0)
-        self._thread = None
 
     def _noise(self, n: int) -> np.ndarray:
         amp = 32768.0 * 10 ** (self.noise_dbfs / 20.0)

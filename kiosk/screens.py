@@ -201,6 +201,13 @@ class Screen(QWidget):
         super().resizeEvent(event)
         self.fit_text()
 
+    def settle(self) -> None:
+        """Lay out now after a text or style changed outside `refresh` (a worker's result,
+        a refusal): what is drawn next must not be the old text's box."""
+        settle_layouts(self)
+        if self.fit_text():
+            settle_layouts(self)
+
     def texts(self) -> list[str]:
         """Every visible label/button text (tests check these, not pixels)."""
         out = []
@@ -364,6 +371,7 @@ class IdleScreen(Screen):
 
     def show_refusal(self, message: Message) -> None:
         self.code_page.set_error(message)
+        self.settle()
 
     def set_qr(self, url: str | None, seconds: float, warning: tuple[str, str] | None = None,
                matrix: list[list[bool]] | None = None) -> None:
@@ -381,7 +389,7 @@ class IdleScreen(Screen):
         self.code_btn.style().unpolish(self.code_btn)
         self.code_btn.style().polish(self.code_btn)
         self._note()
-        settle_layouts(self)   # the note's style (and font size) may have changed
+        self.settle()   # the note's style (and font size) may have changed
 
     def _note(self) -> None:
         warning = getattr(self, "_warning", None)
@@ -579,7 +587,7 @@ class DeviceCheckScreen(Screen):
         else:
             self.hint.setText(tr("check_speak", lang))
         self.go.setEnabled(all_ok)
-        settle_layouts(self)   # a status in another style has another font size
+        self.settle()   # a status in another style has another font size
 
     def refresh(self, view, lang: str) -> None:
         self.lang = lang
@@ -807,10 +815,17 @@ class TechnicianScreen(Screen):
     def show_pin(self, error: Message = NO_MESSAGE) -> None:
         self.entry.clear(error)
         self.pages.setCurrentIndex(0)
+        self.settle()
+
+    def show_error(self, error: Message) -> None:
+        """A message on the PIN page (lockout, no PIN set) without clearing what is typed."""
+        self.entry.set_error(error)
+        self.settle()
 
     def show_panel(self, info: str) -> None:
         self.info.setText(info)
         self.pages.setCurrentIndex(1)
+        self.settle()
 
     def refresh(self, view, lang: str) -> None:
         self.lang = lang

@@ -935,7 +935,7 @@ class KioskWindow(QWidget):
             self.tech.entry.ok.setEnabled(True)
             return
         if reason == "opened":   # the lockout state, shown when the PIN pad opens
-            self.tech.entry.set_error(message)
+            self.tech.show_error(message)
             return
         self.tech.entry.ok.setEnabled(True)
         if ok:

@@ -176,27 +176,64 @@ def _read_source(ctx: Context, args: argparse.Namespace) -> tuple[str | bytes, b
     raise ctx.fail(ExitCode.USAGE, "找不到注册包文件 {p}", "no such bundle file: {p}", p=path)
 
 
-def scan_qr(ctx: Context, seconds: float) -> str:
-    """Read the bundle's QR code with the terminal's own camera (as configured)."""
-    from device.qr import read_qr
-    from hardware.camera import camera_from_settings
+# What other QR codes a technician may hold up by mistake, and what to tell them.
+_OTHER_CODES = (
+    ("IKINV1.", "这是候选人的面试邀请二维码，不是注册二维码", "that is a candidate's invitation QR code, not the enrolment code"),
+    ("https://open.work.weixin.qq.com", "这是企业微信登录二维码，不是注册二维码", "that is a WeCom sign-in QR code, not the enrolment code"),
+    ("https://login.work.weixin.qq.com", "这是企业微信登录二维码，不是注册二维码", "that is a WeCom sign-in QR code, not the enrolment code"),
+)
+SCAN_REMIND_S = 15.0
 
-    camera = camera_from_settings(ctx.settings())
-    ctx.say("请把注册二维码对准摄像头……", "Hold the enrolment QR code up to the camera…")
-    camera.start()
+
+def scan_qr(ctx: Context, seconds: float) -> str:
+    """Read the bundle's QR code with the terminal's own camera (as configured).
+
+    Says what is wrong instead of only timing out: a camera that cannot be opened or stops
+    delivering, a QR code that is not an enrolment bundle, and a reminder while nothing reads.
+    """
+    from device.qr import read_qr_texts
+    from hardware.camera import CameraError, camera_from_settings
+
     try:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        camera = camera_from_settings(ctx.settings())
+        camera.start()
+    except (CameraError, OSError, ValueError) as e:
+        raise ctx.fail(ExitCode.FAILED, "摄像头无法打开：{e}（运行 kiosk-provision selftest 检查）",
+                       "the camera could not be opened: {e} (run kiosk-provision selftest)", e=e) from None
+    ctx.say("请把注册二维码对准摄像头，保持稳定（{s:.0f} 秒内）……",
+            "Hold the enrolment QR code up to the camera and keep it still (up to {s:.0f} s)…", s=seconds)
+    frames, told = 0, set()
+    try:
+        start = time.monotonic()
+        deadline, remind = start + seconds, start + SCAN_REMIND_S
+        while (now := time.monotonic()) < deadline:
+            if now >= remind:
+                remind = now + SCAN_REMIND_S
+                ctx.say("还没有识别到二维码：请靠近一些（二维码占画面约三分之一高），避免反光。还剩 {s:.0f} 秒",
+                        "no code read yet: hold it closer (about a third of the picture's height) and "
+                        "avoid glare. {s:.0f} s left", s=deadline - now)
             frame = camera.read(timeout=1.0)
             if frame is None:
                 if not camera.alive:
-                    break
+                    raise ctx.fail(ExitCode.FAILED, "摄像头停止了画面：{e}（运行 kiosk-provision selftest 检查）",
+                                   "the camera stopped delivering pictures: {e} (run kiosk-provision selftest)",
+                                   e=camera.error or "unknown")
                 continue
-            text = read_qr(frame.image, QR_PREFIX)
-            if text is not None:
-                return text
+            frames += 1
+            for text in read_qr_texts(frame.image):
+                if text.startswith(QR_PREFIX):
+                    return text
+                zh, en = next(((z, e) for prefix, z, e in _OTHER_CODES if text.startswith(prefix)),
+                              ("这个二维码不是注册二维码", "that QR code is not an enrolment code"))
+                if en not in told:
+                    told.add(en)
+                    ctx.warn(zh + "：请出示 interview-hr enrol-device --qr 生成的二维码",
+                             en + ": show the code `interview-hr enrol-device --qr` made")
     finally:
         camera.stop()
+    if frames == 0:
+        raise ctx.fail(ExitCode.FAILED, "{s:.0f} 秒内摄像头没有送来画面（运行 kiosk-provision selftest 检查）",
+                       "the camera delivered no picture in {s:.0f} s (run kiosk-provision selftest)", s=seconds)
     raise ctx.fail(ExitCode.FAILED, "{s:.0f} 秒内没有识别到注册二维码", "no enrolment QR code seen in {s:.0f} s", s=seconds)
 
 

@@ -171,6 +171,36 @@ def test_enrol_by_showing_the_qr_code_to_the_camera(kp: Runner, device: Device, 
     assert load_settings(device.config).sync.mqtt.host == "127.0.0.1"
 
 
+def test_scan_says_what_is_wrong_instead_of_only_timing_out(kp: Runner, device: Device, tmp_path: Path) -> None:
+    """The technician on the ladder learns why: a candidate's invitation held up by mistake is
+    named, a reminder comes while nothing reads, and a camera that cannot open is reported."""
+    import cv2
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from provisioning.configfile import update_config
+    from provisioning.enrol import SCAN_REMIND_S
+    from sync.wecom.invite import make_invitation, render_png
+
+    png = render_png(make_invitation(Ed25519PrivateKey.generate(), "E-1", not_before=0, not_after=1,
+                                     site="lobby"), tmp_path / "invite.png")
+    video = tmp_path / "invite.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (1280, 720))
+    for i in range(10):
+        writer.write(held_up_code(png, frame_h=720, px_per_module=6.0, seed=i))
+    writer.release()
+    update_config(device.config, {"kiosk.camera": {"source": str(video)}})
+    proc = kp("enrol", "--scan", "--scan-seconds", str(SCAN_REMIND_S + 2))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == FAILED
+    assert out.count("invitation QR code, not the enrolment code") == 1  # said once, not per frame
+    assert "no code read yet" in out and "no enrolment QR code seen" in out
+
+    update_config(device.config, {"kiosk.camera": {"source": str(tmp_path / "no-such-camera.avi")}})
+    proc = kp("enrol", "--scan", "--scan-seconds", "5")
+    assert proc.returncode == FAILED
+    assert "camera could not be opened" in proc.stdout + proc.stderr and "no-such-camera.avi" in proc.stdout + proc.stderr
+
+
 def test_a_real_bundle_qr_reads_in_every_camera_frame(device: Device, bundle_for, tmp_path: Path) -> None:
     """The reader, not luck: a full bundle (site CA, signed certificate, WeCom secret) is a
     version-30-odd QR code. Shown at 3.5-6 pixels per module to a 720p or 1080p camera, tilted,

@@ -2,5 +2,3 @@
 
 Only this package imports Qt (through kiosk/qt.py); it decides nothing about the interview.
 """
-
-__version__ = "0.1.0"

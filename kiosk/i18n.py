@@ -66,11 +66,17 @@ TEXT: dict[str, tuple[str, str]] = {
     "check_face_ok": ("很好，保持这个位置", "Good, stay like this"),
     "check_face_missing": ("请把脸移到椭圆框中", "Move your face into the oval"),
     "check_speak": ("请说话，观察音量条", "Speak and watch the level bar"),
+    # A device fault the candidate cannot fix (the technical detail goes to the log and the
+    # technician panel, never to this screen).
+    "check_staff": ("设备需要工作人员检查一下。请稍候，或按右上角的“需要帮助”，工作人员马上来帮您。",
+                    "The terminal needs a quick check by staff. Please wait, or press 'Need help' at the top right and someone will come to help you."),
     # question
     "q_progress": ("第 {i} / {n} 题", "Question {i} of {n}"),
     "q_prepare": ("准备时间", "Preparation"),
     "q_answer": ("回答时间", "Answer time"),
-    "q_prepare_hint": ("请思考您的回答，准备好后可以直接开始", "Think about your answer; start whenever you are ready"),
+    "q_prepare_hint": ("准备好后点“开始回答”；倒计时结束会自动开始录制",
+                       "Tap 'Start answering' when ready; recording starts by itself at zero"),
+    "q_answer_hint": ("时间到会自动保存您的回答", "Your answer is saved by itself when the time is up"),
     "q_start": ("开始回答", "Start answering"),
     "q_done": ("回答完毕", "I'm done"),
     "q_recording": ("● 正在录制", "● Recording"),

@@ -35,6 +35,8 @@ from kiosk.widgets import (
     label,
 )
 
+QWIDGETSIZE_MAX = 16777215   # Qt's "no maximum" for a widget's size
+
 
 def _shadow(w: QWidget) -> None:
     eff = QGraphicsDropShadowEffect(w)
@@ -177,6 +179,10 @@ class Screen(QWidget):
     def __init__(self) -> None:
         super().__init__()
         self.lang = "zh"
+        # fit_text's bookkeeping per wrapped label: the minimum height the screen gave it
+        # (a caption box keeps its size when empty), and the (width, text, font) measured last.
+        self._floor: dict[QLabel, int] = {}
+        self._measured: dict[QLabel, tuple] = {}
 
     def refresh(self, view, lang: str) -> None:  # pragma: no cover - overridden
         self.lang = lang
@@ -190,11 +196,22 @@ class Screen(QWidget):
         would be clipped). True if a height changed (the layout must run again)."""
         changed = False
         for lab in self.findChildren(QLabel):
-            if lab.wordWrap() and lab.isVisibleTo(self) and lab.width() > 50:
-                need = max(0, lab.heightForWidth(lab.width()))
-                if need != lab.minimumHeight():   # shrinks too: widths settle after a pass
-                    lab.setMinimumHeight(need)
-                    changed = True
+            if not (lab.wordWrap() and lab.isVisibleTo(self) and lab.width() > 50):
+                continue
+            floor = self._floor.setdefault(lab, lab.minimumHeight())
+            key = (lab.width(), lab.text(), lab.font().key())
+            if self._measured.get(lab) == key:
+                continue   # nothing changed: no layout churn on every tick
+            self._measured[lab] = key
+            # QLabel's heightForWidth is never below its minimum height, so a height once
+            # measured at a narrow width (a first layout pass) would stick for good: a gap
+            # under a line of text. Measure with the minimum cleared; widths settle after a
+            # pass, so this shrinks as well as grows.
+            old = lab.minimumHeight()
+            lab.setMinimumHeight(0)
+            need = max(floor, lab.heightForWidth(lab.width()))
+            lab.setMinimumHeight(need)
+            changed = changed or need != old
         return changed
 
     def resizeEvent(self, event) -> None:
@@ -498,6 +515,18 @@ class WelcomeScreen(Screen):
         self.no.setText(tr("consent_no", lang))
         self.yes.setText(tr("consent_yes", lang))
 
+    def fit_text(self) -> bool:
+        """Each consent item is exactly as high as its lines: Qt guesses a wrapped label's
+        size hint at a narrower width (three lines for item 2 where two are drawn), the card
+        is made that tall, and the surplus showed as a gap under item 2 in both languages."""
+        changed = super().fit_text()
+        for lab in self.items:
+            want = lab.minimumHeight() or QWIDGETSIZE_MAX   # not yet measured: no cap
+            if lab.maximumHeight() != want:
+                lab.setMaximumHeight(want)
+                changed = True
+        return changed
+
 
 class DeviceCheckScreen(Screen):
     """Live preview with the face oval, the microphone meter and the self-test's results."""
@@ -722,7 +751,10 @@ class QuestionScreen(Screen):
                             "saving": tr("q_saving", lang), "review": tr("q_review_title", lang)}.get(mode, ""))
         self.status_icon.set_kind("spinner" if mode == "saving" else "ok")
         self.rec.setText(tr("q_recording", lang))
-        self.hint.setText(tr("q_prepare_hint", lang) if mode == "prepare" else "")
+        # A countdown a nervous candidate cannot read the end of is a threat: both rings say
+        # what happens at zero (recording starts / the answer is saved).
+        hint_key = {"prepare": "q_prepare_hint", "answer": "q_answer_hint"}.get(mode)
+        self.hint.setText(tr(hint_key, lang) if hint_key else "")
         left = getattr(view, "retakes_left", 0) or 0
         self.retake.setText(tr("q_retake", lang, n=left))
         self.start.setText(tr("q_start", lang))
@@ -731,7 +763,7 @@ class QuestionScreen(Screen):
         self.next.setText(tr("q_finish" if last else "q_next", lang))
         visible = {
             self.status_icon: mode in ("saving", "review"), self.rec: mode == "answer",
-            self.hint: mode == "prepare", self.start: mode == "prepare",
+            self.hint: mode in ("prepare", "answer"), self.start: mode == "prepare",
             self.done: mode == "answer", self.retake: mode == "review" and left > 0,
             self.next: mode == "review", self.ring: mode in ("prepare", "answer"),
         }

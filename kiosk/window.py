@@ -55,6 +55,9 @@ QUESTION_STATES = {S.PREPARE, S.ANSWER, S.REVIEW}
 HELP_STATES = {S.WELCOME, S.DEVICE_CHECK, S.PREPARE, S.ANSWER, S.REVIEW}  # = session.HELP_FROM
 # States where the hidden technician gesture is honoured (never in a candidate's interview).
 TECH_STATES = {S.IDLE, S.DONE, S.DECLINED, S.ABANDONED, S.INTERRUPTED, S.FAILED}
+# Self-test results whose hint the candidate can act on (move into the light, speak up, step
+# back, close the door); any other failure (cable, USB port, disk, clock) is the technician's.
+CANDIDATE_FIXABLE = {"camera_face", "camera_light", "mic_noise_floor", "mic_level"}
 
 
 class Bridge(QObject):
@@ -213,6 +216,7 @@ class KioskWindow(QWidget):
         self._qr = None
         self._selftest_running = False
         self._selftest_results: dict = {}
+        self.selftest_error = ""     # the last self-test exception, for the technician panel
         self._face_seen_at = 0.0
         self._last_faces = 0
         self._video_prompt = None
@@ -814,9 +818,16 @@ class KioskWindow(QWidget):
     def _on_selftest(self, results) -> None:
         self._selftest_running = False
         if isinstance(results, Exception):
-            self.check.set_results({"camera": (False, Message.both(str(results), str(results))),
+            # The exception's text (an OpenCV or PortAudio message) means nothing to a nervous
+            # candidate: they read a calm sentence that says what to do; the technician reads
+            # the detail in the service panel (and the log has the traceback).
+            self.selftest_error = f"{type(results).__name__}: {results}"
+            self.check.set_results({"camera": (False, Message.of("check_staff")),
                                     "face": (None, NO_MESSAGE), "mic": (False, NO_MESSAGE)})
+            if self.technician:
+                self.session.post(lambda: emit(self.bridge.tech_info, self._technician_info()))
             return
+        self.selftest_error = ""
         self.last_selftest = results
         by = {r.name: r for r in results}
 
@@ -825,7 +836,13 @@ class KioskWindow(QWidget):
             bad = [r for r in found if not r.ok]
             if not found:
                 return (False, NO_MESSAGE)
-            return (not bad, Message.both(bad[0].hint_zh, bad[0].hint_en) if bad else NO_MESSAGE)
+            if not bad:
+                return (True, NO_MESSAGE)
+            if bad[0].name not in CANDIDATE_FIXABLE:
+                # "check the cable", "use a USB 3 port": work for the technician (their panel
+                # lists the hint); the candidate is asked to wait for staff.
+                return (False, Message.of("check_staff"))
+            return (False, Message.both(bad[0].hint_zh, bad[0].hint_en))
 
         cam = row(["camera", "camera_rate"])
         face = row(["camera_face", "camera_light"])
@@ -966,6 +983,8 @@ class KioskWindow(QWidget):
             lines.append(f"Camera: {'ok' if p.camera.alive else 'NOT RUNNING'}  {getattr(p.camera, 'size', '')}")
             lines.append(f"Microphone: {'ok' if p.mic.alive else 'NOT RUNNING'}  level {p.mic.level_dbfs:.0f} dBFS")
         lines.append(f"GUI max stall: {self.stall.max_stall_ms:.0f} ms")
+        if getattr(self, "selftest_error", ""):
+            lines.append(f"Self-test error: {self.selftest_error}")
         for r in getattr(self, "last_selftest", []) or []:
             lines.append(f"  {'PASS' if r.ok else 'FAIL'} {r.name}: {r.value}" + ("" if r.ok else f" — {r.hint_en}"))
         return "\n".join(lines)

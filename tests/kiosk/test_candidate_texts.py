@@ -19,7 +19,7 @@ pytestmark = pytest.mark.timeout(120)
 CV_MESSAGE = "OpenCV(4.9.0) /io/opencv/modules/videoio/src/cap_v4l.cpp:1000: error: (-215:Assertion failed) VIDIOC_DQBUF"
 
 
-def test_a_self_test_exception_shows_a_calm_text_and_gives_the_detail_to_the_technician(
+def test_device_faults_show_a_calm_text_and_give_the_detail_to_the_technician(
         make_kiosk, caplog):
     k = make_kiosk()
     w = k.window
@@ -54,6 +54,15 @@ def test_a_self_test_exception_shows_a_calm_text_and_gives_the_detail_to_the_tec
     assert any("self-test failed" in r.getMessage() and r.exc_info for r in caplog.records)
     # The candidate can still call for help from this screen.
     assert w.header.help.isVisible()
+
+    # A camera that stops delivering: the self-test's own hint ("check the cable") is work
+    # for the technician's panel; the candidate reads the same calm sentence.
+    k.camera.read = lambda *_a, **_kw: None
+    w.check.retry.click()
+    k.qtbot.waitUntil(lambda: not w._selftest_running and w.selftest_error == "", timeout=20000)
+    shown = " | ".join(w.current_screen().texts())
+    assert tr("check_staff", "zh") in shown and "连接线" not in shown, shown
+    assert "FAIL camera: no frames — The camera delivers no picture: check the cable." in w._technician_info()
 
 
 def test_consent_items_have_no_gap_below_them_in_either_language(make_kiosk):

@@ -263,6 +263,9 @@ class SyncSection(_Section):
         json_schema_extra={"example": "/etc/interview-kiosk/hr-signing.pub"},
     )
     heartbeat_s: float = Field(60, gt=0, description="Seconds between heartbeats")
+    receipt_timeout_s: float = Field(
+        900, gt=0, description="Seconds a result or event the broker acknowledged may wait for HR's "
+        "receipt before it is sent again (once HR's connector has sent any receipt)")
     mqtt: MqttSection | None = Field(None, description="MQTT broker")
     https: HttpsSection | None = Field(None, description="HTTPS connector")
 

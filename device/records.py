@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 UP_KINDS = ("result", "event", "status", "heartbeat", "clip", "notify")
-DOWN_KINDS = ("config", "questionbank", "roster", "command")
+DOWN_KINDS = ("config", "questionbank", "roster", "command", "receipt")
 EndReason = Literal["completed", "interrupted", "abandoned", "declined", "failed"]
 
 
@@ -125,6 +125,11 @@ class HeartbeatRecord(_Record):
         0, ge=0, description="Of clips_pending: refused because HR stores a different completed clip "
         "with the same id (never replaced; retried daily)")
     oldest_clip_age_s: float | None = Field(None, description="Age of the oldest clip not uploaded yet")
+    unreceipted: int = Field(
+        0, ge=0, description="Results and events the broker acknowledged but HR's connector has "
+        "not confirmed storing yet (no receipt)")
+    oldest_unreceipted_age_s: float | None = Field(
+        None, description="Age of the oldest of those (since it was created)")
     clip_key: bool | None = Field(
         None, description="Whether the device has HR's clip key (without it clips wait)")
     disk_free_bytes: int | None = None
@@ -142,7 +147,8 @@ class HeartbeatRecord(_Record):
 
 
 class DownlinkEnvelope(_Record):
-    """A signed message from the HR side: config, question bank, roster or command.
+    """A signed message from the HR side: config, question bank, roster, command or receipt
+    (payload ``{"ids": [...]}``: records HR's connector has stored; see docs/internals.md).
 
     signature = Ed25519 over signing_bytes() (everything but the signature, canonical JSON),
     base64; the device rejects unsigned, wrongly signed, foreign or expired envelopes.
@@ -150,7 +156,7 @@ class DownlinkEnvelope(_Record):
 
     schema_version: Literal[1] = SCHEMA_VERSION
     id: str
-    kind: Literal["config", "questionbank", "roster", "command"]
+    kind: Literal["config", "questionbank", "roster", "command", "receipt"]
     tenant: str
     device_id: str = Field("*", description='Target device, or "*" for every device of the tenant')
     version: int = Field(

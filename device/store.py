@@ -97,9 +97,22 @@ CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 # seq order lets it stop after `limit` rows instead of sorting the whole backlog.
 _M2_OUTBOX_PENDING = "CREATE INDEX outbox_pending ON outbox (seq) WHERE delivered IS NULL;"
 
+# 3: end-to-end delivery receipts. `delivered` stays "the broker acknowledged it" (PUBACK);
+# `receipted` is when HR's connector said it stored the record (signed down/receipt, or the
+# HTTPS 2xx); `resends` counts re-sends for want of a receipt (they back off). The partial
+# index keeps the "PUBACKed, still waiting for HR" lookup (run every second by the sync
+# daemon) off the delivered history.
+_M3_OUTBOX_RECEIPTED = """
+ALTER TABLE outbox ADD COLUMN receipted REAL;
+ALTER TABLE outbox ADD COLUMN resends INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX outbox_unreceipted ON outbox (delivered)
+    WHERE receipted IS NULL AND delivered IS NOT NULL AND kind IN ('result', 'event');
+"""
+
 MIGRATIONS: list[Migration] = [
     _M1_CORE,
     _M2_OUTBOX_PENDING,
+    _M3_OUTBOX_RECEIPTED,
 ]
 
 
@@ -526,14 +539,18 @@ class Store:
     # --- retention ------------------------------------------------------------------------
 
     def purge_delivered(
-        self, older_than: float, *, interrupted_older_than: float | None = None
+        self, older_than: float, *, interrupted_older_than: float | None = None,
+        require_receipts: bool = False,
     ) -> dict[str, int]:
         """Delete what has been delivered and is past retention: delivered outbox rows, and
         the sessions (answers, results, media rows and files) whose every outbox row was
         delivered before the cutoff (or, with no outbox rows, that ended before it); also
         consumed verifications and expired sign-in states. Undelivered data is never deleted.
         `interrupted_older_than` is the cutoff for interrupted sessions (default: older_than).
-        Returns counts per table."""
+        With `require_receipts` (HR's connector sends receipts, sync.outbox.receipts_required)
+        a result or event counts as delivered only once HR receipted it, not on the broker's
+        PUBACK alone. Returns counts per table."""
+        need = 1 if require_receipts else 0
         icut = older_than if interrupted_older_than is None else interrupted_older_than
         counts: dict[str, int] = {}
         media_files: list[str] = []
@@ -544,9 +561,11 @@ class Store:
                 for r in c.execute(
                     "SELECT s.id FROM sessions AS s WHERE s.ended IS NOT NULL"
                     " AND NOT EXISTS (SELECT 1 FROM outbox AS o WHERE o.session_id = s.id AND o.delivered IS NULL)"
+                    " AND NOT (? AND EXISTS (SELECT 1 FROM outbox AS o WHERE o.session_id = s.id"
+                    "     AND o.kind IN ('result', 'event') AND o.receipted IS NULL))"
                     " AND coalesce((SELECT max(o.delivered) FROM outbox AS o WHERE o.session_id = s.id), s.ended)"
                     "     < (CASE WHEN s.end_reason = 'interrupted' THEN ? ELSE ? END)",
-                    (icut, older_than),
+                    (need, icut, older_than),
                 ).fetchall()
             ]
             counts["sessions"] = len(sessions)
@@ -568,8 +587,9 @@ class Store:
                 c.execute(f"DELETE FROM sessions WHERE id IN ({marks})", chunk)
             counts["outbox"] = c.execute(
                 "DELETE FROM outbox WHERE delivered IS NOT NULL AND delivered < ?"
+                " AND NOT (? AND kind IN ('result', 'event') AND receipted IS NULL)"
                 " AND (session_id IS NULL OR session_id NOT IN (SELECT id FROM sessions))",
-                (older_than,),
+                (older_than, need),
             ).rowcount
             counts["verifications"] = c.execute(
                 "DELETE FROM verifications WHERE consumed IS NOT NULL AND consumed < ?",

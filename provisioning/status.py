@@ -106,9 +106,12 @@ def gather(ctx: Context) -> dict[str, Any]:
         unfinished = db.execute("SELECT count(*) FROM sessions WHERE ended IS NULL").fetchone()[0]
         audit_count = db.execute("SELECT count(*) FROM audit").fetchone()[0]
     outbox = store.outbox_stats(now)
-    from sync.outbox import parked_clips
+    from sync.outbox import RECEIPTS_SEEN_KV, parked_clips, unreceipted_stats
 
     clips_parked = parked_clips(store)
+    # Handed to the broker but not yet confirmed stored by HR's connector (receipt); only
+    # counted once the connector sends receipts at all.
+    receipts = {**unreceipted_stats(store, now), "required": store.kv_get(RECEIPTS_SEEN_KV) is not None}
     bank: dict[str, Any] | None = None
     cached = store.cache_get("questionbank", "current")
     if cached is not None:
@@ -153,6 +156,7 @@ def gather(ctx: Context) -> dict[str, Any]:
         "bank": bank,
         "pushed_config": pushed,
         "outbox": outbox,
+        "receipts": receipts,
         # Answer clips HR refused for good (a different clip under the same id): kept, retried daily.
         "clips_parked": clips_parked,
         "last_delivered": last_delivered,
@@ -227,6 +231,17 @@ def run_status(ctx: Context, args: argparse.Namespace) -> int:
                   + f"  ({', '.join(f'{k} {n}' for k, n in o['by_kind'].items())})")
     else:
         t.add_row(tr("待发送", "Outbox"), "[green]" + tr("全部已发送（{n} 条）", "all delivered ({n})", n=o["delivered"]) + "[/]")
+    r = info["receipts"]
+    if r["unreceipted"]:
+        age = r["oldest_unreceipted_age_s"]
+        style = "red" if age is not None and age > 1800 else "yellow"
+        t.add_row(tr("待 HR 确认", "Awaiting HR receipt"), f"[{style}]" + tr(
+            "{n} 条已交给服务器、HR 尚未确认收到，最早的 {age}",
+            "{n} handed to the broker, not yet confirmed stored by HR, oldest {age}",
+            n=r["unreceipted"], age=_fmt_age(age, lang)) + "[/]")
+    elif not r["required"]:
+        t.add_row(tr("HR 确认", "HR receipts"), tr("HR 连接器尚未发送过确认（服务器确认即算已发送）",
+                                               "none seen yet from HR's connector (broker's ack counts as delivered)"))
     for c in info["clips_parked"]:
         t.add_row(tr("搁置的录像", "Parked clip"), "[red]" + escape(f"{c['media_id']} ({c['kind']}, ")
                   + tr("面试 {s})：冲突，HR 已存有同一编号的另一段录像；每天重试",

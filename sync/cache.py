@@ -1,6 +1,7 @@
 """The downlink cache: a signed message from the HR side (question bank, roster, config,
-command) is checked — size, shape, Ed25519 signature, target, expiry, newer version,
-content schema — and only then swapped into the store's cache in one transaction.
+command, receipt) is checked — size, shape, Ed25519 signature, target, expiry, newer version,
+content schema — and only then swapped into the store's cache in one transaction (a receipt
+marks the outbox rows HR's connector has stored, sync.outbox.apply_receipts).
 A rejected message changes nothing; it is logged (never its content) and counted.
 """
 
@@ -114,8 +115,10 @@ class DownlinkCache:
             log.warning("downlink on %s rejected (%d bytes): %s", topic, len(body), e)
             self._count(e.reason)
             raise
-        log.info("downlink %s version %d applied (envelope %s)", applied.kind, applied.version,
-                 applied.envelope_id)
+        # Receipts come every second while records flow: not worth an INFO line each.
+        (log.debug if applied.kind == "receipt" else log.info)(
+            "downlink %s version %d applied (envelope %s)", applied.kind, applied.version,
+            applied.envelope_id)
         return applied
 
     def _apply(self, topic: str, body: bytes) -> Applied:
@@ -157,6 +160,8 @@ class DownlinkCache:
             raise DownlinkRejected("expired", f"expired at {env.expires_at:.0f}")
         if env.kind == "command":
             return self._command(env)
+        if env.kind == "receipt":
+            return self._receipt(env)
         current = self.store.cache_get(env.kind, CACHE_KEY)
         if current is not None and current[0] >= env.version:
             raise DownlinkRejected("stale", f"version {env.version} <= installed {current[0]}")
@@ -198,6 +203,26 @@ class DownlinkCache:
                 raise DownlinkRejected("invalid", f"config: {e}") from None
             return env.payload
         raise DownlinkRejected("malformed", f"unknown kind {env.kind!r}")
+
+    def _receipt(self, env: DownlinkEnvelope) -> Applied:
+        """HR's connector has stored these records. Only for this very device (never "*"),
+        no version order (receipts are idempotent: a replayed one says what is still true).
+        Ids this device does not hold change nothing; they are logged by count only."""
+        from sync.outbox import MAX_RECEIPT_IDS, apply_receipts
+
+        if env.device_id != self.settings.device.id:
+            raise DownlinkRejected("foreign", f"receipt addressed to {env.device_id!r}, not this device")
+        ids = env.payload.get("ids")
+        if not isinstance(ids, list) or not ids or len(ids) > MAX_RECEIPT_IDS or not all(
+                isinstance(i, str) and 0 < len(i) <= 128 for i in ids):
+            raise DownlinkRejected("invalid", f"receipt payload needs 'ids': 1 to {MAX_RECEIPT_IDS} "
+                                   "record ids (strings of 1 to 128 characters)")
+        newly, unknown = apply_receipts(self.store, ids, self.clock())
+        if unknown:
+            log.warning("receipt %s names %d record id(s) this device does not hold (already "
+                        "purged, or not ours); ignored", env.id, unknown)
+        log.debug("receipt %s: %d of %d record(s) newly receipted", env.id, newly, len(ids))
+        return Applied("receipt", env.version, env.id)
 
     def _command(self, env: DownlinkEnvelope) -> Applied:
         last = int(self.store.kv_get(COMMAND_VERSION_KV, -1))

@@ -34,8 +34,10 @@ from sync.outbox import (
     OutboxDelivery,
     deliver_clips_once,
     install_clip_key,
+    resend_unreceipted,
     settle_unsendable_clips,
     settle_unsendable_notify,
+    unreceipted_stats,
 )
 
 if TYPE_CHECKING:
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 POLL_S = 0.1          # how often the store is checked for rows the kiosk committed
+RECEIPT_CHECK_S = 1.0  # how often PUBACKed rows are checked for a missing receipt from HR
 IDLE_POLL_S = 0.5     # when nothing can be sent (no transport): still never a busy loop
 
 
@@ -79,6 +82,7 @@ class SyncDaemon:
         self.cache.register_command("retry_now", lambda _p: self.delivery.retry_now())
         self.cache.register_command("clip_key", self._clip_key_command)
         self._hb_due = 0.0
+        self._receipt_check_due = 0.0
         self._hb_requested = False
         self._threads: list[threading.Thread] = []
         self._start_wecom = start_wecom and not once
@@ -120,6 +124,7 @@ class SyncDaemon:
             "clips_failed": failed,
             "oldest_clip_age_s": None if oldest is None else max(0.0, now - oldest),
             "clip_key": self.store.cache_get("pubkey", "clips") is not None,
+            **unreceipted_stats(self.store, now),
         }
 
     def heartbeat(self) -> dict:
@@ -207,6 +212,11 @@ class SyncDaemon:
                 log.debug("%d WeCom message(s) for HR not sent: [wecom] is not configured", settled)
         if self._settle_clips and settle_unsendable_clips(self.store, self.clock()):
             log.debug("answer clips not uploaded: [sync.https] is not configured")
+        now = self.clock()
+        if now >= self._receipt_check_due:
+            self._receipt_check_due = now + RECEIPT_CHECK_S
+            # Before delivery.step: what the broker may have lost goes out in this pass.
+            resend_unreceipted(self.store, now, self.settings.sync.receipt_timeout_s)
         sent = self.delivery.step()
         now = self.clock()
         if self._hb_requested or now >= self._hb_due:
@@ -288,7 +298,8 @@ class SyncDaemon:
                 "outbox_depth": stats["depth"],
                 "oldest_undelivered_age_s": stats["oldest_undelivered_age_s"],
                 **{k: v for k, v in self.backlog(self.clock(), stats).items()
-                   if k in ("clips_pending", "clips_failed", "clip_key")},
+                   if k in ("clips_pending", "clips_failed", "clip_key", "unreceipted",
+                            "oldest_unreceipted_age_s")},
                 "downlink_rejected": self.cache.rejected_counts(),
                 "last_error": self.delivery.stats.last_error or (self.link.last_error if self.link else "")}
 

@@ -2,6 +2,10 @@
 published QoS 1 over MQTT, or posted over HTTPS when the broker has been unreachable for
 ``fallback_after_s``; it is marked delivered only on the broker's successful PUBACK or an
 HTTPS 2xx, and a failure schedules a retry with exponential backoff and jitter.
+A PUBACK only means "the broker has it": results and events are also *receipted* when HR's
+connector confirms storing them (signed ``down/receipt``, or the HTTPS 2xx itself), and once
+the device has seen any receipt, a PUBACKed row left without one for ``receipt_timeout_s`` is
+sent again (same id; the connector de-duplicates), so a broker crash cannot lose it.
 It never deletes or skips an undelivered row (except `notify` rows on a device without WeCom
 and `clip` rows on one without HTTPS, which nobody could send: those are settled with a
 note) and never busy-loops.
@@ -26,6 +30,21 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 UPLINK_KINDS = ("result", "event", "status", "heartbeat")
+# What HR's connector stores and forwards, and so receipts; status/heartbeat are only worth
+# their latest value and never wait for a receipt.
+RECEIPT_KINDS = ("result", "event")
+# Literal in SQL (not bound parameters) so SQLite can use the partial index outbox_unreceipted,
+# whose WHERE names exactly these kinds (device/store.py migration 3).
+_RECEIPT_KINDS_SQL = "kind IN ('result', 'event')"
+# Set at the first signed receipt from HR: from then on a PUBACK alone is not enough. A device
+# talking to a connector that never sends receipts (older than receipts) keeps PUBACK as the
+# end of delivery, as before, instead of re-sending forever.
+RECEIPTS_SEEN_KV = "sync.receipts_seen"
+RECEIPT_STATS_KV = "sync.receipts"
+MAX_RECEIPT_IDS = 1000
+RESEND_NOTE = "no receipt from HR within {:.0f}s of the broker's ack: sent again"
+# A connector that stays away: each re-send of a row waits twice as long, up to 16x the timeout.
+RESEND_BACKOFF_MAX = 16
 CLIP_KIND = "clip"
 NOTIFY_KIND = "notify"
 LEASE_MARK = "in flight: waiting for PUBACK"
@@ -189,7 +208,9 @@ class OutboxDelivery:
             self._https_failures = 0
             delivered.append(row.id)
             sent += 1
-        self._mark_delivered(delivered)
+        # The connector answers 2xx only after storing (and forwarding) the record: that is
+        # the receipt, no down/receipt follows for HTTPS deliveries.
+        self._mark_delivered(delivered, receipted=True)
         self.stats.via_https += len(delivered)
         return sent
 
@@ -215,7 +236,7 @@ class OutboxDelivery:
                 self._failed(entry.row_id, entry.attempts, f"broker refused: {ack.reason}")
         self._mark_delivered(delivered)
 
-    def _mark_delivered(self, ids: list[str]) -> None:
+    def _mark_delivered(self, ids: list[str], *, receipted: bool = False) -> None:
         if not ids:
             return
         at = self.clock()
@@ -223,6 +244,10 @@ class OutboxDelivery:
         with self.store.transaction():
             for i in ids:
                 self.store.mark_delivered(i, at)
+            if receipted:
+                self.store.db.conn.executemany(
+                    "UPDATE outbox SET receipted = ? WHERE id = ? AND receipted IS NULL",
+                    [(at, i) for i in ids])
         self.stats.delivered += len(ids)
 
     def _failed(self, row_id: str, attempts: int, error: str) -> None:
@@ -253,6 +278,76 @@ class OutboxDelivery:
                 "UPDATE outbox SET next_attempt = 0 WHERE delivered IS NULL AND next_attempt > 0"
             )
             return cur.rowcount
+
+
+# --- receipts: HR's connector has the record ---------------------------------------------------
+
+def receipts_required(store) -> bool:
+    """Whether this device has ever had a signed receipt from HR (see ``RECEIPTS_SEEN_KV``)."""
+    return store.kv_get(RECEIPTS_SEEN_KV) is not None
+
+
+def apply_receipts(store, ids: list[str], now: float) -> tuple[int, int]:
+    """Record HR's receipt for ``ids`` (already verified as signed for this device). A row
+    that was queued again for want of a receipt counts as delivered too. Ids this device does
+    not hold as a result/event are ignored. Returns (newly receipted, unknown ids)."""
+    ids = list(dict.fromkeys(ids))
+    marks = ",".join("?" * len(ids))
+    kinds = ",".join("?" * len(RECEIPT_KINDS))
+    with store.transaction():
+        db = store.db
+        known = {r[0] for r in db.execute(
+            f"SELECT id FROM outbox WHERE id IN ({marks}) AND kind IN ({kinds})",
+            (*ids, *RECEIPT_KINDS)).fetchall()}
+        cur = db.execute(
+            f"UPDATE outbox SET receipted = ?, delivered = coalesce(delivered, ?),"
+            f" last_error = NULL WHERE id IN ({marks}) AND kind IN ({kinds}) AND receipted IS NULL",
+            (now, now, *ids, *RECEIPT_KINDS))
+        newly = cur.rowcount
+        seen = store.kv_get(RECEIPTS_SEEN_KV)
+        store.kv_set(RECEIPTS_SEEN_KV, {"first": (seen or {}).get("first", now), "last": now})
+        stats = store.kv_get(RECEIPT_STATS_KV, {}) or {}
+        stats["receipted"] = stats.get("receipted", 0) + newly
+        stats["unknown_ids"] = stats.get("unknown_ids", 0) + len(ids) - len(known)
+        store.kv_set(RECEIPT_STATS_KV, stats)
+    return newly, len(ids) - len(known)
+
+
+def resend_unreceipted(store, now: float, timeout_s: float, limit: int = 500) -> int:
+    """Queue again the results/events the broker acknowledged ``timeout_s`` ago (longer for
+    rows already re-sent, see ``RESEND_BACKOFF_MAX``) without a receipt from HR: the broker
+    may have lost them (crash before saving). Same id, same place in the session's order.
+    Does nothing until the device has seen a receipt. Returns the rows queued again."""
+    if not receipts_required(store):
+        return 0
+    with store.transaction():
+        db = store.db
+        rows = db.execute(
+            "SELECT id FROM outbox INDEXED BY outbox_unreceipted"
+            f" WHERE receipted IS NULL AND delivered IS NOT NULL AND {_RECEIPT_KINDS_SQL}"
+            " AND delivered + ? * min(1 << min(resends, 30), ?) < ? ORDER BY seq LIMIT ?",
+            (timeout_s, RESEND_BACKOFF_MAX, now, limit)).fetchall()
+        if not rows:
+            return 0
+        db.conn.executemany(
+            "UPDATE outbox SET delivered = NULL, next_attempt = 0, resends = resends + 1,"
+            " last_error = ? WHERE id = ? AND receipted IS NULL",
+            [(RESEND_NOTE.format(timeout_s), r[0]) for r in rows])
+    log.warning("%d result/event record(s) acknowledged by the broker got no receipt from HR "
+                "within %.0fs (broker restarted? connector down?); sending them again", len(rows), timeout_s)
+    return len(rows)
+
+
+def unreceipted_stats(store, now: float) -> dict:
+    """Results/events the broker has but HR has not receipted: count and oldest age (since
+    created). Zero while receipts are not required (a connector without receipts)."""
+    if not receipts_required(store):
+        return {"unreceipted": 0, "oldest_unreceipted_age_s": None}
+    with store.lock:
+        n, oldest = store.db.execute(
+            "SELECT count(*), min(created) FROM outbox INDEXED BY outbox_unreceipted"
+            f" WHERE receipted IS NULL AND delivered IS NOT NULL AND {_RECEIPT_KINDS_SQL}").fetchone()
+    return {"unreceipted": n, "oldest_unreceipted_age_s": None if oldest is None else max(0.0, now - oldest)}
 
 
 def hr_clip_public_key(store):

@@ -25,8 +25,12 @@ def device_alarm(device: dict, cfg: AlarmsSection, now: float) -> str | None:
         return None
     hb = device.get("heartbeat") or {}
     outbox = hb.get("outbox") if isinstance(hb.get("outbox"), dict) else hb
-    age = outbox.get("oldest_undelivered_age_s")
-    if isinstance(age, int | float):
+    # A record the broker acknowledged but we never receipted is just as missing for HR (the
+    # device re-sends it after its receipt timeout, which then counts as undelivered again).
+    ages = [a for a in (outbox.get("oldest_undelivered_age_s"), outbox.get("oldest_unreceipted_age_s"))
+            if isinstance(a, int | float)]
+    age = max(ages) if ages else None
+    if age is not None:
         # The heartbeat's age was measured when it was sent; add the time since.
         if age + (now - hb_at) > cfg.undelivered_max_age_s:
             return "undelivered_too_old"

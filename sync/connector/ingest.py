@@ -33,6 +33,7 @@ class Accepted:
     ok: bool               # stored (and forwarded if a webhook is set): acknowledge
     new: bool = False      # first time this id was seen
     error: str = ""
+    id: str | None = None  # the record id of a stored result/event: what a receipt names
 
 
 def parse_topic(topic: str) -> tuple[str, str, str]:
@@ -94,7 +95,7 @@ class Ingest:
         )
         self.db.update_device(tenant, device_id, at=now)
         if self.webhook is None or forwarded is not None:
-            return Accepted(True, new=new)
+            return Accepted(True, new=new, id=msg_id)
         body = {"kind": kind, "id": msg_id, "tenant": tenant, "device_id": device_id,
                 "session_id": session_id, "received": now, "record": payload}
         attempt = 0
@@ -112,14 +113,14 @@ class Ingest:
                 return Accepted(False, new=new, error=out.error)
         if out.ok:
             self.db.mark_forwarded(msg_id, time.time())
-            return Accepted(True, new=new)
+            return Accepted(True, new=new, id=msg_id)
         if out.permanent:
             # The EHR refuses this body for good: keep it in our DB for HR to look at and
             # acknowledge, so one bad record does not block everything behind it.
             log.error("webhook refused record %s for good (%s); kept in the connector DB",
                       msg_id, out.error)
             self.db.mark_forward_failed(msg_id, out.error, permanent=True)
-            return Accepted(True, new=new, error=out.error)
+            return Accepted(True, new=new, error=out.error, id=msg_id)
         self.db.mark_forward_failed(msg_id, out.error)
         return Accepted(False, new=new, error=out.error)
 

@@ -55,6 +55,21 @@ class Connector:
         self.alarms = AlarmWatch(self.ingest, settings.alarms, time.time)
         self.relay = None
         self._command_version = 0
+        self.receipts = None
+        if self.subscriber is not None:
+            if settings.signing.private_key_file is None:
+                log.warning("[signing] private_key_file is not set: no delivery receipts are sent, "
+                            "so devices count a record as delivered on the broker's ack alone "
+                            "(a broker crash can lose it)")
+            else:
+                from sync.connector.receipts import ReceiptSender
+                from sync.signing import load_private_key
+
+                client = self.subscriber.client
+                self.receipts = ReceiptSender(
+                    load_private_key(settings.signing.private_key_file),
+                    lambda topic, body: client.publish(topic, body, qos=1))
+                self.subscriber.receipts = self.receipts
 
     def start(self) -> Connector:
         if self.endpoint is not None:
@@ -62,6 +77,8 @@ class Connector:
             log.info("HTTPS endpoint on %s:%d", self.settings.https.listen_host, self.endpoint.port)
         if self.subscriber is not None:
             self.subscriber.start()
+        if self.receipts is not None:
+            self.receipts.start()
         self.alarms.start()
         if self.settings.relay is not None:
             from sync.wecom.callback import relay_server
@@ -94,6 +111,9 @@ class Connector:
         self.stop_event.set()
         if self.relay is not None:
             self.relay.stop()
+        if self.receipts is not None:
+            # Before the subscriber's client goes: what it stored gets its receipt queued.
+            self.receipts.stop()
         if self.subscriber is not None:
             self.subscriber.stop()
         if self.endpoint is not None:

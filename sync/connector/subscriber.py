@@ -1,6 +1,7 @@
 """The connector's MQTT side: a persistent MQTT 5 session on a shared subscription, one
 worker that stores and forwards each message in arrival order, and a manual PUBACK sent
-only after that. It never acknowledges before the record is stored."""
+only after that; stored results and events are then receipted to their device
+(sync.connector.receipts). It never acknowledges or receipts before the record is stored."""
 
 from __future__ import annotations
 
@@ -40,6 +41,9 @@ class Subscriber:
         self.connected = threading.Event()
         self.subscribed = threading.Event()
         self.processed = 0
+        # Set by the Connector when it can sign (a [signing] private key): stored results and
+        # events are receipted to their device, which otherwise re-sends what a broker crash lost.
+        self.receipts = None
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id, protocol=mqtt.MQTTv5,
                         manual_ack=True)
         c.tls_set(ca_certs=str(cfg.ca_file), certfile=str(cfg.cert_file), keyfile=str(cfg.key_file))
@@ -96,12 +100,12 @@ class Subscriber:
             delay = 0.5
             while True:
                 try:
-                    ok = self._handle(msg)
+                    ok, receipt = self._handle(msg)
                 except Exception:
                     # The database failed (disk full, locked for too long): keep the message
                     # unacknowledged and try it again; nothing behind it overtakes it.
                     log.exception("storing message on %s failed; retrying", msg.topic)
-                    ok = False
+                    ok, receipt = False, None
                 if ok or self._stop.wait(delay):
                     break
                 delay = min(delay * 2, 30.0)
@@ -109,9 +113,15 @@ class Subscriber:
                 self.processed += 1
                 if msg.qos > 0:
                     self.client.ack(msg.mid, msg.qos)
+                if receipt is not None and self.receipts is not None:
+                    # A duplicate (new=False) is receipted again: the device re-sent it
+                    # because the first receipt, or the first copy, never reached it.
+                    self.receipts.add(*receipt)
             # Not ok only when stopping: unacknowledged, the broker redelivers it next time.
 
-    def _handle(self, msg: mqtt.MQTTMessage) -> bool:
+    def _handle(self, msg: mqtt.MQTTMessage) -> tuple[bool, tuple[str, str, str] | None]:
+        """Store (and forward) one message. Returns (acknowledge it, (tenant, device, id) to
+        receipt or None)."""
         size = len(msg.payload)
         try:
             tenant, device, kind = parse_topic(msg.topic)
@@ -127,5 +137,5 @@ class Subscriber:
                                      via="mqtt", msg_id=props.get("id"), created=created)
         except RejectedMessage as e:
             self.ingest.reject("mqtt", msg.topic, str(e), size)
-            return True  # acknowledged: a malformed message will never become valid
-        return res.ok
+            return True, None  # acknowledged: a malformed message will never become valid
+        return res.ok, ((tenant, device, res.id) if res.ok and res.id else None)

@@ -188,7 +188,9 @@ def cmd_devices(args) -> int:
         rej = hb.get("downlink_rejected") or {}
         t.add_row(
             d["tenant"], d["device_id"], f"{d['status'] or '?'} ({_ago(d['status_at'], now)})",
-            _ago(d["heartbeat_at"], now), str(hb.get("outbox_depth", "?")),
+            _ago(d["heartbeat_at"], now), str(hb.get("outbox_depth", "?"))
+            # Handed to the broker but never receipted by us: a lost receipt or a broker crash.
+            + (f" [yellow]+{hb['unreceipted']} unreceipted[/yellow]" if hb.get("unreceipted") else ""),
             "-" if age is None else f"{age / 60:.0f} min",
             # Clips waiting, and whether the device has the HR clip key (without it they wait).
             f"{hb.get('clips_pending', 0)}" + (" [yellow]no clip key[/yellow]" if hb.get("clip_key") is False else "")

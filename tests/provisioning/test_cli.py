@@ -344,6 +344,31 @@ def test_retention_run_deletes_delivered_sessions_past_retention_only(kp: Runner
     assert actions[-1] == "retention.purge"
 
 
+def test_retention_keeps_sessions_hr_has_not_receipted(kp: Runner, device: Device) -> None:
+    """Once HR's connector sends receipts, a broker's PUBACK alone no longer lets retention
+    delete an interview: the broker may have lost it in a crash (sync/outbox.py receipts)."""
+    from sync.outbox import apply_receipts
+
+    now = time.time()
+    with open_store(device) as store:
+        with store.transaction():
+            for sid in ("receipted", "only-acked"):
+                store.db["sessions"].insert({"id": sid, "job_id": "j", "candidate_ref": "r", "state": "done",
+                                             "language": "zh", "started": now - 40 * 86400, "ended": now - 40 * 86400,
+                                             "end_reason": "completed", "data": "{}"})
+        rows = {sid: store.enqueue("result", "t", {"s": sid}, session_id=sid) for sid in ("receipted", "only-acked")}
+        for row in rows.values():
+            store.mark_delivered(row, now - 35 * 86400)
+        apply_receipts(store, [rows["receipted"]], now - 35 * 86400)
+    out = as_json(kp("retention", "run", "--json"))
+    assert out["sessions"] == 1
+    with open_store(device) as store:
+        left = [r[0] for r in store.db.execute("SELECT id FROM sessions")]
+    assert left == ["only-acked"]
+    status = as_json(kp("status", "--json"))
+    assert status["receipts"]["unreceipted"] == 1 and status["receipts"]["required"]
+
+
 def test_files_root_creates_are_handed_to_the_service_user(kp: Runner, device_paths: Device) -> None:
     """The package makes the data directory the kiosk user's; the technician runs the CLI
     with sudo. Whatever root creates there must end up the kiosk user's, or the services

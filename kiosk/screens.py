@@ -681,7 +681,7 @@ class QuestionScreen(Screen):
         ql.addWidget(self.captions)
         body.addWidget(qcard, 7)
         side = QVBoxLayout()
-        side.setSpacing(18)
+        side.setSpacing(14)   # room for a two-line countdown hint above the self-view
         self.phase = label("", "subtitle", align=Qt.AlignCenter)
         self.ring = CountdownRing(diameter=170)
         self.self_view = CameraPreview()

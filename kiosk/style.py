@@ -20,6 +20,7 @@ LINE = "#D9E0E7"
 
 FONT_FAMILY = "WenQuanYi Micro Hei"
 MIN_TARGET_PX = 64       # touch targets: at least this tall
+MIN_TEXT_PX = 20         # what a candidate must read, at arm's length on a 1280x800 panel
 
 
 def stylesheet(scale: float = 1.0) -> str:
@@ -58,14 +59,14 @@ def stylesheet(scale: float = 1.0) -> str:
     QLabel#title {{ font-size: {px(36)}; font-weight: 700; color: {TEXT}; }}
     QLabel#subtitle {{ font-size: {px(24)}; color: {MUTED}; }}
     QLabel#body {{ font-size: {px(22)}; color: {TEXT}; }}
-    QLabel#muted {{ font-size: {px(18)}; color: {MUTED}; }}
+    QLabel#muted {{ font-size: {px(MIN_TEXT_PX)}; color: {MUTED}; }}
     QLabel#question {{ font-size: {px(34)}; font-weight: 600; color: {TEXT}; }}
     QLabel#caption {{
         font-size: {px(20)}; color: {TEXT};
         background: {BG}; border-radius: {px(12)}; padding: {px(12)} {px(16)};
     }}
     QLabel#chip {{
-        font-size: {px(17)}; color: {BRAND_DARK}; background: {BRAND_LIGHT};
+        font-size: {px(MIN_TEXT_PX)}; color: {BRAND_DARK}; background: {BRAND_LIGHT};
         border-radius: {px(14)}; padding: {px(4)} {px(14)};
     }}
     QLabel#recording {{
@@ -94,12 +95,15 @@ def stylesheet(scale: float = 1.0) -> str:
     QPushButton#secondary {{ background: {CARD}; color: {BRAND}; border: 2px solid {BRAND}; }}
     QPushButton#secondary:pressed {{ background: {BRAND_LIGHT}; }}
     QPushButton#ghost {{ background: transparent; color: {MUTED}; border: 2px solid {LINE}; }}
+    QPushButton#ghost:pressed {{ background: {LINE}; }}
     QPushButton#help {{ background: {CARD}; color: {DANGER}; border: 2px solid #E9C3BF; }}
+    QPushButton#help:pressed {{ background: #F6DEDB; }}
     QPushButton#lang {{
         min-height: {px(MIN_TARGET_PX)}; min-width: {px(130)}; font-size: {px(20)};
         background: {BG}; color: {BRAND_DARK}; border: 1px solid {LINE};
         border-radius: {px(MIN_TARGET_PX / 2)}; padding: 0 {px(22)};
     }}
+    QPushButton#lang:pressed {{ background: {BRAND_LIGHT}; }}
     QPushButton#key {{
         min-height: {px(76)}; min-width: {px(96)}; border-radius: {px(18)};
         background: {CARD}; color: {TEXT}; border: 1px solid {LINE}; font-size: {px(32)};

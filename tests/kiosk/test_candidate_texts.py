@@ -12,7 +12,7 @@ from PySide6.QtGui import QFontMetrics
 
 from kiosk import style
 from kiosk.i18n import tr
-from kiosk.qt import QPoint, QPushButton, QRect, Qt
+from kiosk.qt import QLabel, QPoint, QPushButton, QRect, Qt
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -46,6 +46,7 @@ def test_device_faults_show_a_calm_text_and_give_the_detail_to_the_technician(
         assert tr("check_staff", lang) in shown, shown
         assert "OpenCV" not in shown and "error" not in shown.lower(), shown
         assert not w.check.go.isEnabled()
+        _assert_readable(w)
         k.shot(f"device_check_error-{lang}", [tr("check_staff", lang)])
     w.toggle_language()
     assert w.lang == "zh"
@@ -85,8 +86,19 @@ def test_consent_items_have_no_gap_below_them_in_either_language(make_kiosk):
             assert need - 1 <= lab.height() <= need + 1, (
                 f"{lang}: welcome label {i + 1} is {lab.height()} px high for {need} px of text "
                 f"(a gap under it): {lab.text()!r}")
+        _assert_readable(w)
         k.shot(f"welcome-{lang}", [tr("consent_2", lang)])
     w.toggle_language()
+
+
+def _assert_readable(window) -> None:
+    """Every text on the current screen (the header and footer aside) is at least
+    style.MIN_TEXT_PX: a candidate reads it standing at arm's length."""
+    screen = window.current_screen()
+    small = [f"{lab.objectName()} {lab.text()!r}: {lab.font().pixelSize()} px"
+             for lab in screen.findChildren(QLabel)
+             if lab.isVisibleTo(screen) and lab.text() and lab.font().pixelSize() < style.MIN_TEXT_PX]
+    assert not small, small
 
 
 def _window_rect(window, widget) -> QRect:
@@ -103,12 +115,14 @@ def test_the_answer_timer_says_what_happens_when_it_runs_out(make_kiosk):
     k.wait_state("prepare")
     assert tr("q_prepare_hint", "zh") in w.current_screen().texts()
     assert not _window_rect(w, w.question.self_view).intersects(_window_rect(w, w.question.start))
+    _assert_readable(w)
     w.question.start.click()
     k.wait_state("answer")
     for lang in ("zh", "en"):
         if w.lang != lang:
             w.toggle_language()
         k.shot(f"answer-{lang}", [tr("q_answer_hint", lang)])
+        _assert_readable(w)
         # The longer hint does not push the self-view onto the button under it.
         assert not _window_rect(w, w.question.self_view).intersects(_window_rect(w, w.question.done))
         # Every button the candidate can touch here is at least a finger wide and high.
@@ -117,3 +131,21 @@ def test_the_answer_timer_says_what_happens_when_it_runs_out(make_kiosk):
                 assert b.height() >= style.MIN_TARGET_PX and b.width() >= style.MIN_TARGET_PX, (
                     f"{b.text()!r}: {b.width()}x{b.height()}")
     w.toggle_language()
+
+
+def test_every_button_shows_it_was_touched(make_kiosk):
+    """A nervous candidate taps again if nothing changes under the finger: every kind of
+    button on the candidate's screens looks different while it is held down."""
+    k = make_kiosk()
+    w = k.window
+    k.wait_state("idle")
+    k.sign_in()
+    buttons = {"ghost": w.welcome.no, "primary": w.welcome.yes, "help": w.header.help,
+               "lang": w.header.lang}
+    for kind, b in buttons.items():
+        assert b.objectName() == kind
+        up = b.grab().toImage()
+        b.setDown(True)
+        down = b.grab().toImage()
+        b.setDown(False)
+        assert up != down, f"the {kind} button {b.text()!r} looks the same while pressed"

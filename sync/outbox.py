@@ -320,18 +320,20 @@ def resend_unreceipted(store, now: float, timeout_s: float, limit: int = 500) ->
     Does nothing until the device has seen a receipt. Returns the rows queued again."""
     if not receipts_required(store):
         return 0
-    with store.transaction():
-        db = store.db
-        rows = db.execute(
+    # A read first (this runs every second): a write transaction only when something is due.
+    with store.lock:
+        rows = store.db.execute(
             "SELECT id FROM outbox INDEXED BY outbox_unreceipted"
             f" WHERE receipted IS NULL AND delivered IS NOT NULL AND {_RECEIPT_KINDS_SQL}"
             " AND delivered + ? * min(1 << min(resends, 30), ?) < ? ORDER BY seq LIMIT ?",
             (timeout_s, RESEND_BACKOFF_MAX, now, limit)).fetchall()
-        if not rows:
-            return 0
-        db.conn.executemany(
+    if not rows:
+        return 0
+    with store.transaction():
+        # Re-checked in the UPDATE: a receipt may have come in between.
+        store.db.conn.executemany(
             "UPDATE outbox SET delivered = NULL, next_attempt = 0, resends = resends + 1,"
-            " last_error = ? WHERE id = ? AND receipted IS NULL",
+            " last_error = ? WHERE id = ? AND receipted IS NULL AND delivered IS NOT NULL",
             [(RESEND_NOTE.format(timeout_s), r[0]) for r in rows])
     log.warning("%d result/event record(s) acknowledged by the broker got no receipt from HR "
                 "within %.0fs (broker restarted? connector down?); sending them again", len(rows), timeout_s)

@@ -8,6 +8,7 @@ daemon_rss_mb    resident memory of the interview-sync process after the run
 daemon_idle_cpu_pct  CPU the daemon uses with nothing to send (it must not spin)
 drain_cpu_ms_per_result  daemon CPU per delivered result (less sensitive to a busy machine)
 connector_store_per_s    how fast the connector stores the drained results in its DB
+receipt_p50_ms/p99       from the commit to the connector's signed receipt applied on the device
 """
 
 from __future__ import annotations
@@ -96,6 +97,8 @@ def run(n_drain: int, e2e_rate: float, e2e_seconds: float) -> None:
                  "cert_file": str(conn_cert.cert), "key_file": str(conn_cert.key)},
         "https": {"listen_host": "127.0.0.1", "port": https_port, "ca_file": str(ca.cert),
                   "cert_file": str(server.cert), "key_file": str(server.key)},
+        # As enrolled sites run it: the downlink key signs the delivery receipts too.
+        "signing": {"private_key_file": str(tmp / "hr.key"), "tenant": settings.device.tenant},
     })
 
     broker.start()
@@ -154,6 +157,20 @@ def run(n_drain: int, e2e_rate: float, e2e_seconds: float) -> None:
                      if m.id in idset and m.created)
         _emit("e2e_p50_ms", statistics.median(lat), "ms", n=len(lat), rate_per_s=e2e_rate)
         _emit("e2e_p99_ms", lat[min(len(lat) - 1, int(len(lat) * 0.99))], "ms", n=len(lat))
+
+        def receipted() -> list[float]:
+            marks = ",".join("?" * len(ids))
+            with store.lock:
+                return [r[0] for r in store.db.execute(
+                    f"SELECT (receipted - created) * 1000 FROM outbox WHERE receipted IS NOT NULL"
+                    f" AND id IN ({marks})", ids).fetchall()]
+
+        while len(got := receipted()) < len(ids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        got.sort()
+        _emit("receipt_p50_ms", statistics.median(got), "ms", n=len(got),
+              note="commit to HR's receipt on the device (batched every 1 s)")
+        _emit("receipt_p99_ms", got[min(len(got) - 1, int(len(got) * 0.99))], "ms", n=len(got))
         _emit("daemon_rss_mb", proc.memory_info().rss / 2**20, "MB")
         c0 = sum(proc.cpu_times()[:2])
         time.sleep(5)

@@ -40,6 +40,9 @@ _RECEIPT_KINDS_SQL = "kind IN ('result', 'event')"
 # talking to a connector that never sends receipts (older than receipts) keeps PUBACK as the
 # end of delivery, as before, instead of re-sending forever.
 RECEIPTS_SEEN_KV = "sync.receipts_seen"
+# At the first receipt ever, results/events the broker took more than this long before are
+# settled as sent to a connector without receipts (not re-sent). See apply_receipts.
+RECEIPTS_LEGACY_S = 86400.0
 RECEIPT_STATS_KV = "sync.receipts"
 MAX_RECEIPT_IDS = 1000
 RESEND_NOTE = "no receipt from HR within {:.0f}s of the broker's ack: sent again"
@@ -305,8 +308,17 @@ def apply_receipts(store, ids: list[str], now: float) -> tuple[int, int]:
             (now, now, *ids, *RECEIPT_KINDS))
         newly = cur.rowcount
         seen = store.kv_get(RECEIPTS_SEEN_KV)
-        store.kv_set(RECEIPTS_SEEN_KV, {"first": (seen or {}).get("first", now), "last": now})
         stats = store.kv_get(RECEIPT_STATS_KV, {}) or {}
+        if seen is None:
+            # The first receipt ever: HR's connector has just started sending them (an
+            # upgrade). Rows the broker took long before that went to a connector without
+            # receipts; re-sending the whole retention window would be a burst of old
+            # results, so they are settled as they were. Recent ones keep the safety net.
+            legacy = db.execute(
+                f"UPDATE outbox SET receipted = delivered WHERE receipted IS NULL AND delivered IS NOT NULL"
+                f" AND delivered < ? AND kind IN ({kinds})", (now - RECEIPTS_LEGACY_S, *RECEIPT_KINDS)).rowcount
+            stats["settled_before_receipts"] = legacy
+        store.kv_set(RECEIPTS_SEEN_KV, {"first": (seen or {}).get("first", now), "last": now})
         stats["receipted"] = stats.get("receipted", 0) + newly
         stats["unknown_ids"] = stats.get("unknown_ids", 0) + len(ids) - len(known)
         store.kv_set(RECEIPT_STATS_KV, stats)

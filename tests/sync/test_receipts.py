@@ -156,6 +156,30 @@ def test_without_any_receipt_seen_a_puback_is_enough(sync_settings):
     store.close()
 
 
+def test_the_first_receipt_ever_does_not_resend_the_history(sync_settings):
+    """A connector upgraded to send receipts: results the broker took more than a day before
+    its first receipt are settled as they were, not re-sent; recent ones keep the safety net."""
+    from sync.outbox import RECEIPTS_LEGACY_S
+
+    settings = sync_settings()
+    store = Store.open_from_settings(settings)
+    queue_sessions(store, settings, 2)
+    rows = _records(store)
+    old, recent = rows[: len(rows) // 2], rows[len(rows) // 2:]
+    now = 10 * 86400.0
+    for r in old:
+        store.mark_delivered(r[0], now - RECEIPTS_LEGACY_S - 3600)
+    for r in recent:
+        store.mark_delivered(r[0], now - 600)
+    apply_receipts(store, [recent[0][0]], now)
+    assert resend_unreceipted(store, now + 3600, 60) == len(recent) - 1
+    with store.lock:
+        receipted = dict(store.db.execute("SELECT id, receipted FROM outbox").fetchall())
+    assert all(receipted[r[0]] is not None for r in old)
+    assert store.outbox_stats(0)["depth"] == len(recent) - 1
+    store.close()
+
+
 # --- bad receipts ------------------------------------------------------------------------
 
 

@@ -54,7 +54,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "consent_no": ("我不同意", "I do not agree"),
     # device check
     "check_title": ("设备检查", "Device check"),
-    "check_sub": ("请让脸部位于椭圆框内，并说一句话试试麦克风", "Keep your face inside the oval and say a few words to test the microphone"),
+    "check_sub": ("请把脸放在椭圆框内，说句话试试麦克风", "Keep your face inside the oval and say a few words to test the microphone"),
     "check_camera": ("摄像头", "Camera"),
     "check_face": ("人脸位置", "Face position"),
     "check_mic": ("麦克风", "Microphone"),
@@ -102,7 +102,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "finishing_title": ("正在完成面试…", "Finishing your interview…"),
     "finishing_sub": ("正在安全保存您的回答，请不要离开", "Your answers are being saved securely, please stay a moment"),
     "done_title": ("面试完成，谢谢您！", "Thank you, your interview is complete!"),
-    "done_sub": ("您现在可以离开了。招聘团队会尽快与您联系，祝您一切顺利！",
+    "done_sub": ("您现在可以离开了。招聘团队会尽快与您联系，祝您顺利！",
                  "You may leave now. The hiring team will contact you soon. All the best!"),
     "declined_title": ("好的，我们尊重您的选择", "Of course, we respect your choice"),
     "declined_sub": ("面试不会进行，也不会录制任何内容。我们已通知招聘团队，他们会与您联系安排其他方式。",

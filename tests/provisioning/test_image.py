@@ -21,12 +21,17 @@ from pathlib import Path
 import cv2
 import pytest
 
+from device.config import load_settings
+from device.script_demo import run as scripted_interview
 from hardware.synthetic import held_up_code
 from provisioning.configfile import update_config
+from sync import pki
 from sync.broker import LocalBroker
+from sync.connector.service import Connector
+from sync.connector.settings import ConnectorSettings
 from sync.enrolment import write_bundle
 from sync.wecom.fakeserver import FakeDirectory, FakeWecomServer
-from tests.provisioning.conftest import DEVICE_ID, TEST_FPS, Site
+from tests.provisioning.conftest import DEVICE_ID, TENANT, TEST_FPS, WECOM, Site
 from tests.provisioning.test_selftest import VOSK_KO
 
 REPO = Path(__file__).resolve().parents[2]
@@ -130,8 +135,12 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
             speak("Hello, I am ready for the interview.", "en", d / "hello.wav"))
 
 
-def test_bundled_cli_takes_a_device_to_a_passing_selftest(root: Path, tmp_path: Path, site: Site,
-                                                          bundle_for, media) -> None:
+def test_bundled_programs_take_a_device_to_an_interview_at_hr(root: Path, tmp_path: Path, site: Site,
+                                                              bundle_for, media) -> None:
+    """The README's technician path with the package's own programs: init, enrol by showing
+    the bundle's QR code to the camera, selftest, then an interview delivered by the bundled
+    sync service (as interview-sync.service runs it) to HR's connector, receipted by it, and
+    HR's WeCom "interview finished" message sent."""
     config = tmp_path / "etc" / "config.toml"
     env = {"INTERVIEW_KIOSK_CONFIG": str(config)}
 
@@ -144,9 +153,12 @@ def test_bundled_cli_takes_a_device_to_a_passing_selftest(root: Path, tmp_path: 
     assert kp("bank", "import", str(bank)).returncode == 0
     proc = kp("models", "install", str(VOSK_KO), "--model-lang", "zh")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    broker = LocalBroker(tmp_path / "broker", site.ca.cert, site.server.cert, site.server.key)
-    wecom = FakeWecomServer(FakeDirectory()).start()
+    broker = LocalBroker(tmp_path / "broker", site.ca.cert, site.server.cert, site.server.key,
+                         connectors=["hr-connector"])
+    wecom = FakeWecomServer(FakeDirectory(users={u: {"userid": u, "name": u}
+                                                 for u in WECOM["hr_oncall"]})).start()
     broker.start()
+    hr: Connector | None = None
     try:
         # Enrolled through the bundled QR reader: the bundle's code held up to the camera.
         png = tmp_path / "bundle.png"
@@ -174,10 +186,64 @@ def test_bundled_cli_takes_a_device_to_a_passing_selftest(root: Path, tmp_path: 
         # The bundled sync daemon reaches the same broker with the enrolled certificate.
         proc = _run(root, "interview-sync", "--once", "--timeout", "30", env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+
+        # An interview on the terminal (the state machine of the development tree writing
+        # into the device's store: the bundled kiosk needs a candidate's taps) ...
+        hr = _connector(tmp_path, site, broker.port)
+        with open(os.devnull, "w") as quiet:
+            record = scripted_interview(load_settings(config), bank, None, out=quiet)
+        # ... delivered by the bundled sync service, receipted by HR, HR told on WeCom.
+        service = subprocess.Popen([str(root / "opt/interview-kiosk/interview-sync")],
+                                   env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True)
+        try:
+            results = _wait(lambda: hr.db.messages(kind="result"), 120, "the result at HR's connector")
+            assert [m.id for m in results] == [record["id"]]
+
+            def settled() -> dict | None:
+                status = json.loads(kp("status", "--json").stdout)
+                waiting = {k: n for k, n in status["outbox"]["by_kind"].items() if n}
+                done = (not waiting and status["receipts"]["required"]
+                        and status["receipts"]["unreceipted"] == 0)
+                return status if done else None
+
+            _wait(settled, 60, "outbox empty and every record receipted by HR")
+            _wait(lambda: [m for m in wecom.messages_to(WECOM["hr_oncall"][0])
+                           if "Interview finished" in json.dumps(m, ensure_ascii=False)],
+                  60, "HR's WeCom message that the interview finished")
+        finally:
+            service.terminate()
+            try:
+                _, err = service.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                service.kill()
+                _, err = service.communicate()
+        assert service.returncode == 0, err[-3000:]
     finally:
+        if hr is not None:
+            hr.stop()
         broker.stop()
         wecom.stop()
     assert kp("audit", "verify").returncode == 0
+
+
+def _connector(tmp_path: Path, site: Site, port: int) -> Connector:
+    cert = pki.make_client_cert(site.ca, tmp_path / "hr-pki", "hr-connector")
+    return Connector(ConnectorSettings.model_validate({
+        "connector": {"name": "hr-connector", "data_dir": str(tmp_path / "hr")},
+        "mqtt": {"host": "127.0.0.1", "port": port, "ca_file": str(site.ca.cert),
+                 "cert_file": str(cert.cert), "key_file": str(cert.key)},
+        "signing": {"private_key_file": str(site.hr_key_path), "tenant": TENANT},
+    })).start()
+
+
+def _wait(cond, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := cond():
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_bundled_kiosk_starts_and_reports_ready(root: Path, tmp_path: Path, media) -> None:

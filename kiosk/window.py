@@ -69,7 +69,7 @@ class Bridge(QObject):
     hardware = Signal(str, str)    # component, detail
     answer = Signal(object)        # capture.AnswerResult
     answer_error = Signal(str)
-    selftest = Signal(object)      # list[CheckResult]
+    selftest = Signal(object)      # (run number, list[CheckResult] or the exception it raised)
     verification = Signal(object)  # device.signin.VerificationRow
     qr = Signal(object, object, object)  # QrState | None, warning (zh, en) | None, QR matrix
     pin = Signal(bool, str, object)   # ok, reason, i18n.Message
@@ -192,6 +192,9 @@ class KioskWindow(QWidget):
     machine, the capture pipeline, the face counter, sign-in functions and a clock."""
 
     screen_changed = Signal(str)   # state name shown (tests and the demo's screenshots)
+    # The self-test takes ~4 s (camera 1.5 s after its first frame, microphone 1.5 s); a
+    # camera that gives no first frame costs it 3 s more.
+    SELFTEST_TIMEOUT_S = 15.0
 
     def __init__(self, settings, store, machine, pipeline, *, clock: Callable[[], float] = time.time,
                  audit=None, media_root: Path | None = None, signin=None, selftest=None,
@@ -215,7 +218,7 @@ class KioskWindow(QWidget):
         self._answer_ending = False
         self._qr = None
         self._selftest_running = False
-        self._selftest_results: dict = {}
+        self._selftest_gen = 0       # which run a result belongs to ("Check again" starts a new one)
         self.selftest_error = ""     # the last self-test exception, for the technician panel
         self._face_seen_at = 0.0
         self._last_faces = 0
@@ -797,6 +800,8 @@ class KioskWindow(QWidget):
         if self._selftest_running or self.pipeline is None or self.selftest_fn is None:
             return
         self._selftest_running = True
+        self._selftest_gen += 1
+        gen = self._selftest_gen
         self.check.set_results({"camera": (None, NO_MESSAGE), "face": (None, NO_MESSAGE),
                                 "mic": (None, NO_MESSAGE)})
         screen = QApplication.primaryScreen()
@@ -811,22 +816,48 @@ class KioskWindow(QWidget):
             except Exception as exc:
                 log.exception("self-test failed")
                 results = exc
-            emit(self.bridge.selftest, results)
+            emit(self.bridge.selftest, (gen, results))
 
         threading.Thread(target=work, name="selftest", daemon=True).start()
+        # A self-test that never reports (a driver call that blocks) must not leave the
+        # candidate looking at "Checking…" for ever: after this long the rows show the calm
+        # staff sentence; a late result still replaces it.
+        QTimer.singleShot(int(self.SELFTEST_TIMEOUT_S * 1000), lambda: self._selftest_overdue(gen))
 
-    def _on_selftest(self, results) -> None:
-        self._selftest_running = False
-        if isinstance(results, Exception):
-            # The exception's text (an OpenCV or PortAudio message) means nothing to a nervous
-            # candidate: they read a calm sentence that says what to do; the technician reads
-            # the detail in the service panel (and the log has the traceback).
-            self.selftest_error = f"{type(results).__name__}: {results}"
-            self.check.set_results({"camera": (False, Message.of("check_staff")),
-                                    "face": (None, NO_MESSAGE), "mic": (False, NO_MESSAGE)})
-            if self.technician:
-                self.session.post(lambda: emit(self.bridge.tech_info, self._technician_info()))
+    def _selftest_overdue(self, gen: int) -> None:
+        if gen != self._selftest_gen or not self._selftest_running:
             return
+        log.error("self-test did not finish within %.0f s", self.SELFTEST_TIMEOUT_S)
+        self._show_selftest_error(TimeoutError(f"self-test did not finish within {self.SELFTEST_TIMEOUT_S:.0f} s"))
+
+    def _show_selftest_error(self, exc: BaseException) -> None:
+        """Every row ends in a final state: the candidate reads the calm staff sentence (an
+        OpenCV or PortAudio message means nothing to them), the technician the detail in the
+        service panel (and the log has the traceback). The face row still follows the live
+        detector afterwards (_on_faces) if the camera delivers."""
+        self._selftest_running = False
+        self.selftest_error = f"{type(exc).__name__}: {exc}"
+        staff = (False, Message.of("check_staff"))
+        face = (True, NO_MESSAGE) if time.monotonic() - self._face_seen_at < 1.0 else staff
+        self.check.set_results({"camera": staff, "face": face, "mic": staff})
+        if self.technician:
+            self.session.post(lambda: emit(self.bridge.tech_info, self._technician_info()))
+
+    def _on_selftest(self, outcome) -> None:
+        gen, results = outcome
+        if gen != self._selftest_gen:
+            return   # an older run's result, overtaken by "Check again"
+        if isinstance(results, Exception):
+            self._show_selftest_error(results)
+            return
+        try:
+            self._apply_selftest(results)
+        except Exception as exc:   # a result we cannot read must not leave rows "checking"
+            log.exception("self-test result could not be shown")
+            self._show_selftest_error(exc)
+
+    def _apply_selftest(self, results) -> None:
+        self._selftest_running = False
         self.selftest_error = ""
         self.last_selftest = results
         by = {r.name: r for r in results}
@@ -834,8 +865,8 @@ class KioskWindow(QWidget):
         def row(names: list[str]) -> tuple[bool, Message]:
             found = [by[n] for n in names if n in by]
             bad = [r for r in found if not r.ok]
-            if not found:
-                return (False, NO_MESSAGE)
+            if not found:   # the check could not run (no camera frames): staff's job
+                return (False, Message.of("check_staff"))
             if not bad:
                 return (True, NO_MESSAGE)
             if bad[0].name not in CANDIDATE_FIXABLE:

@@ -45,6 +45,9 @@ def _signing_key(settings: ConnectorSettings, override: Path | None = None):
 # --- serve ------------------------------------------------------------------------------
 
 def cmd_serve(args) -> int:
+    """Run the connector until SIGTERM/SIGINT; exit 0 then. Under systemd (Type=notify) it
+    reports READY=1 only once it serves, keeps STATUS= current and pings the watchdog.
+    An unusable config (missing or unreadable file, bad certificate) exits 2."""
     from sync.connector.service import Connector
 
     settings = _settings(args)
@@ -52,6 +55,7 @@ def cmd_serve(args) -> int:
         print("interview-hr serve: neither [mqtt] nor [https] is configured", file=sys.stderr)
         return 2
     stop = threading.Event()
+    # Set before the Connector starts: a SIGTERM during start-up still ends in a clean stop.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with Connector(settings) as conn:
@@ -60,8 +64,11 @@ def cmd_serve(args) -> int:
             where.append(f"HTTPS on port {conn.endpoint.port}")
         if settings.mqtt is not None:
             where.append(f"MQTT {settings.mqtt.host}:{settings.mqtt.port} group {settings.mqtt.share_group}")
-        print("interview-hr: serving (" + ", ".join(where) + ")", flush=True)
-        stop.wait()
+        # The stop path (Connector.stop): an MQTT message whose EHR delivery is still being
+        # retried is left unacknowledged, so the broker hands it out again on the next start.
+        conn.run(stop, on_ready=lambda: print("interview-hr: serving (" + ", ".join(where) + ")",
+                                              flush=True))
+    log.info("stopped")
     return 0
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from sync.connector.ingest import Ingest
 from sync.connector.settings import AlarmsSection
@@ -61,9 +62,15 @@ class AlarmWatch:
         self.cfg = cfg
         self.clock = clock
         self._thread = threading.Thread(target=self._run, name="hr-alarms", daemon=True)
+        # When the loop last came round (time.monotonic()): the service's watchdog pings
+        # only while this keeps moving, so a check stuck for good gets the service restarted.
+        self.beat = time.monotonic()
 
     def start(self) -> None:
         self._thread.start()
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     def _run(self) -> None:
         while not self.ingest.stop.wait(self.cfg.check_interval_s):
@@ -71,3 +78,4 @@ class AlarmWatch:
                 check_devices(self.ingest, self.cfg, self.clock())
             except Exception:
                 log.exception("device alarm check failed")
+            self.beat = time.monotonic()

@@ -248,6 +248,10 @@ class ConnectorDB:
             return self._q("SELECT count(*) FROM messages WHERE kind = ?", (kind,))[0][0]
         return self._q("SELECT count(*) FROM messages")[0][0]
 
+    def count_unforwarded(self) -> int:
+        """Stored results/events the EHR has not taken yet (all of them without a webhook)."""
+        return self._q("SELECT count(*) FROM messages WHERE forwarded IS NULL")[0][0]
+
     def unforwarded(self, limit: int = 100) -> list[str]:
         return [r[0] for r in self._q("SELECT id FROM messages WHERE forwarded IS NULL ORDER BY n LIMIT ?", (limit,))]
 

@@ -149,6 +149,9 @@ class Endpoint:
     def start(self) -> None:
         self._thread.start()
 
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()

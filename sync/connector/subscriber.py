@@ -64,6 +64,14 @@ class Subscriber:
         self._worker.start()
         self.client.loop_start()
 
+    def worker_alive(self) -> bool:
+        return self._worker.is_alive()
+
+    def network_alive(self) -> bool:
+        """paho's network thread (loop_start) is running: without it, no reconnects."""
+        thread = getattr(self.client, "_thread", None)
+        return thread is not None and thread.is_alive()
+
     def stop(self) -> None:
         self._stop.set()
         self._queue.put(None)

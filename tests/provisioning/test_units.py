@@ -1,4 +1,5 @@
-"""The systemd units: they verify cleanly and the sync daemon's sandbox rates <= 2.0.
+"""The systemd units: they verify cleanly and the sync daemon's and the HR connector's
+sandboxes rate <= 2.0.
 
 `systemd-analyze verify` runs against a throw-away root holding the units, the stock
 system units and the programs at their installed paths, so the check does not depend on
@@ -21,6 +22,7 @@ UNIT_NAMES = [
     "interview-sync.service",
     "interview-retention.service",
     "interview-retention.timer",
+    "interview-hr.service",  # for the customer's IT server, not the terminal image
 ]
 ANALYZE = shutil.which("systemd-analyze")
 
@@ -45,6 +47,10 @@ def unit_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     program = REPO / ".venv/bin/kiosk-provision"
     for name in ("interview-kiosk", "interview-sync", "kiosk-provision", "cage", "env"):
         shutil.copy2(program if program.exists() else shutil.which("env"), root / "usr/bin" / name)
+    # The HR connector lives in its own venv on IT's server (docs/connector.md).
+    (root / "opt/interview-hr/bin").mkdir(parents=True)
+    hr = REPO / ".venv/bin/interview-hr"
+    shutil.copy2(hr if hr.exists() else shutil.which("env"), root / "opt/interview-hr/bin/interview-hr")
     etc = root / "etc/systemd/system"
     etc.mkdir(parents=True)
     for name in UNIT_NAMES:
@@ -134,3 +140,39 @@ def test_timer_starts_the_retention_service() -> None:
     d = _directives(UNITS / "interview-retention.timer")
     assert "Unit" not in d  # same name as the service, so it starts interview-retention.service
     assert d["OnCalendar"] and d["Persistent"][0] in ("yes", "true")
+
+
+def test_hr_connector_sandbox_rates_two_or_better() -> None:
+    rc, level = _exposure("interview-hr.service", threshold=20)
+    assert level <= 2.0
+    assert rc == 0
+
+
+def test_hr_connector_is_a_notify_service_that_does_not_loop_on_a_bad_config() -> None:
+    d = _directives(UNITS / "interview-hr.service")
+    assert d["Type"] == ["notify"] and int(d["WatchdogSec"][0]) > 0
+    assert d["Restart"] == ["always"]
+    assert d["RestartPreventExitStatus"] == ["2"]  # interview-hr's exit code for an unusable config
+    assert d["User"] == ["interview-hr"]
+    assert d["ConditionPathExists"] == ["/etc/interview-hr/config.toml"]
+    assert d["ExecStart"][0].split()[-1] == "serve"
+    assert d["ProtectSystem"] == ["strict"]
+    # Writable: the data directory the example config names, and nothing else.
+    import tomllib
+
+    example = tomllib.loads((REPO / "sync/connector/example-config.toml").read_text())
+    assert [f"/var/lib/{x}" for x in d["StateDirectory"]] == [example["connector"]["data_dir"]]
+    assert "ReadWritePaths" not in d
+    # No capability, so the example's ports must not need one.
+    assert d["CapabilityBoundingSet"] == [""] and d["NoNewPrivileges"] == ["yes"]
+    from sync.connector.settings import RelaySection
+
+    assert example["https"]["port"] > 1024
+    assert RelaySection.model_fields["port"].default > 1024
+
+
+def test_terminal_image_does_not_package_the_hr_connector_unit() -> None:
+    # build_image.sh installs named units; the connector's belongs on IT's server.
+    script = (REPO / "build_image.sh").read_text()
+    assert "interview-sync.service" in script
+    assert "interview-hr.service" not in script and "systemd/*" not in script

@@ -11,7 +11,7 @@ APT_PACKAGES := python3 python3-venv mosquitto libportaudio2 espeak-ng sox libeg
 	libxcb-image0 libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xkb1 \
 	libdbus-1-3 fontconfig fonts-wqy-microhei openssl systemd
 
-.PHONY: deps venv demo test bench lint image image-test clean
+.PHONY: deps venv demo test bench lint image image-test wheel clean
 
 deps: .stamp-apt venv
 
@@ -55,6 +55,14 @@ image: deps
 # The package's own test (CI runs it as a separate step after `make test`).
 image-test: image
 	QT_QPA_PLATFORM=offscreen $(VENV)/bin/python -m pytest -q tests/provisioning/test_image.py
+
+# The wheel IT installs the HR connector from (docs/connector.md): dist/interview_kiosk-*.whl.
+# Offline: the venv's own setuptools, no build isolation. build/lib is cleared first so a
+# module deleted from the tree cannot linger in the wheel.
+wheel: venv
+	rm -rf build/lib build/bdist.*
+	$(PY) -m pip wheel --no-deps --no-build-isolation -q -w dist .
+	@ls -1 dist/interview_kiosk-*.whl
 
 clean:
 	rm -rf var build dist .stamp-apt

@@ -23,6 +23,7 @@ from kiosk.qt import (
     QLabel,
     QPainter,
     QPen,
+    QPixmap,
     QPushButton,
     QRectF,
     QSize,
@@ -106,6 +107,7 @@ class QrView(QWidget):
             return
         self._matrix = matrix if matrix is not None else qr_matrix(text)
         self.text = text
+        self._cache_key = None   # drawn again for the new code at the next paint
         self.update()
 
     def sizeHint(self) -> QSize:
@@ -114,23 +116,42 @@ class QrView(QWidget):
     @_painting
     def paintEvent(self, p: QPainter) -> None:
         side = min(self.width(), self.height())
-        x0 = (self.width() - side) / 2
-        y0 = (self.height() - side) / 2
-        p.setRenderHint(QPainter.Antialiasing, True)
-        p.setPen(Qt.NoPen)
-        p.setBrush(QColor("white"))
-        p.drawRoundedRect(QRectF(x0, y0, side, side), 18, 18)
-        n = len(self._matrix)
-        if not n:
-            return
-        quiet = 2
-        cell = side / (n + 2 * quiet)
-        p.setRenderHint(QPainter.Antialiasing, False)
-        p.setBrush(QColor(style.TEXT))
-        for r, row in enumerate(self._matrix):
-            for c, on in enumerate(row):
-                if on:
-                    p.drawRect(QRectF(x0 + (c + quiet) * cell, y0 + (r + quiet) * cell, cell + 0.5, cell + 0.5))
+        x0 = (self.width() - side) // 2
+        y0 = (self.height() - side) // 2
+        key = (id(self._matrix), side, self.devicePixelRatioF())
+        if getattr(self, "_cache_key", None) != key:
+            # Drawn once per code and size: a paint of the idle screen was ~900 Python
+            # drawRect calls (5-10 ms of the GUI thread, holding the GIL) every time anything
+            # over the card was repainted.
+            self._cache = self._render(side)
+            self._cache_key = key
+        p.drawPixmap(x0, y0, self._cache)
+
+    def _render(self, side: int) -> QPixmap:
+        dpr = self.devicePixelRatioF()
+        pix = QPixmap(int(side * dpr), int(side * dpr))
+        pix.setDevicePixelRatio(dpr)
+        pix.fill(Qt.transparent)
+        p = QPainter(pix)
+        try:
+            p.setRenderHint(QPainter.Antialiasing, True)
+            p.setPen(Qt.NoPen)
+            p.setBrush(QColor("white"))
+            p.drawRoundedRect(QRectF(0, 0, side, side), 18, 18)
+            n = len(self._matrix)
+            if not n:
+                return pix
+            quiet = 2
+            cell = side / (n + 2 * quiet)
+            p.setRenderHint(QPainter.Antialiasing, False)
+            p.setBrush(QColor(style.TEXT))
+            for r, row in enumerate(self._matrix):
+                for c, on in enumerate(row):
+                    if on:
+                        p.drawRect(QRectF((c + quiet) * cell, (r + quiet) * cell, cell + 0.5, cell + 0.5))
+        finally:
+            p.end()
+        return pix
 
 
 class CountdownRing(QWidget):

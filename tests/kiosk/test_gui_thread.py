@@ -1,8 +1,9 @@
 """What keeps the GUI thread free, checked by what it does (calls counted), never by how
 long it takes: a countdown second does not re-render or re-lay-out the screen, every screen
 is polished and laid out before the first candidate arrives, closing keys are taken by
-application shortcuts (not a Python event filter that ran for every event), and preview
-frames arrive in the format the window draws from. Real kiosk offscreen (conftest.make_kiosk)."""
+application shortcuts (not a Python event filter that ran for every event), the sign-in QR
+code is drawn once per code, and preview frames arrive in the format the window draws
+from. Real kiosk offscreen (conftest.make_kiosk)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import logging
 import numpy as np
 import pytest
 
+from device.qr import read_qr
 from kiosk.qt import QApplication, QColor, QImage, Qt
-from kiosk.widgets import to_qimage
+from kiosk.widgets import QrView, to_qimage
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -91,3 +93,27 @@ def test_preview_frames_arrive_in_the_format_the_window_draws_from():
     plain = to_qimage(frame, 40, mirror=False)
     assert (plain.width(), plain.height()) == (40, 30)
     assert plain.pixelColor(5, 15) == QColor(0, 0, 255)
+
+
+def test_the_sign_in_qr_code_is_drawn_once_per_code_and_size(qtbot, tmp_path):
+    import cv2
+
+    view = QrView()
+    qtbot.addWidget(view)
+    view.resize(360, 360)
+    drawn = Calls(view, "_render")
+    url = "https://open.weixin.qq.com/connect/oauth2/authorize?appid=ww0123&state=abc"
+    view.set_text(url)
+    for _ in range(3):   # the idle screen repainted (a note, the clock, a screenshot)
+        view.grab()
+    assert drawn.n == 1
+    path = tmp_path / "qr.png"
+    assert view.grab().save(str(path))
+    assert read_qr(cv2.imread(str(path))) == url   # what is drawn still reads
+    view.set_text(url + "2")   # a new sign-in state: drawn again, once
+    view.grab()
+    view.grab()
+    assert drawn.n == 2
+    view.resize(300, 300)
+    view.grab()
+    assert drawn.n == 3

@@ -217,6 +217,7 @@ def test_record_held_for_a_down_ehr_survives_sigterm_and_restart(
     ("missing_key", "[https] key_file"),
     ("garbage_cert", "[mqtt] cert_file"),
     ("missing_secret", "[webhook] secret_file"),
+    ("unreadable_key", "[https] key_file"),  # as root, a directory is what open() refuses
 ])
 def test_unusable_config_exits_2_with_one_line_naming_the_key(
         hr_settings, hr_config_file, tmp_path, notify_socket, breakage, named):
@@ -227,8 +228,11 @@ def test_unusable_config_exits_2_with_one_line_naming_the_key(
         junk = tmp_path / "junk.crt"
         junk.write_text("-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n")
         data["mqtt"]["cert_file"] = str(junk)
-    else:
+    elif breakage == "missing_secret":
         data["webhook"] = {"url": "http://127.0.0.1:9/ehr", "secret_file": str(tmp_path / "nope")}
+    else:
+        (tmp_path / "key.d").mkdir()
+        data["https"]["key_file"] = str(tmp_path / "key.d")
     from sync.connector.settings import ConnectorSettings
 
     cfg = hr_config_file(ConnectorSettings.model_validate(data))

@@ -164,6 +164,34 @@ def test_ready_only_once_subscribed_then_status_watchdog_and_clean_sigterm(
         assert CANDIDATE_REF not in line and MASKED_NAME not in line and "r-ready-1" not in line
 
 
+def test_watchdog_pings_stop_when_a_part_of_the_connector_died(
+        hr_settings, broker_on_port, notify_socket, monkeypatch):
+    """The ping proves the parts live: with paho's network thread gone (no reconnects ever
+    again) the loop says why in STATUS= and stops pinging, so systemd restarts it."""
+    from sync.connector.service import Connector
+
+    monkeypatch.setenv("NOTIFY_SOCKET", notify_socket.name)
+    monkeypatch.setenv("WATCHDOG_USEC", "400000")  # a ping every 0.2 s
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    broker_on_port().start()
+    stop = threading.Event()
+    with Connector(hr_settings) as conn:
+        t = threading.Thread(target=conn.run, args=(stop,), daemon=True)
+        t.start()
+        try:
+            wait_for(lambda: "WATCHDOG=1" in notify_socket.lines(), 20, what="first ping")
+            conn.subscriber.client.loop_stop()
+            wait_for(lambda: "STATUS=unhealthy: MQTT network thread ended" in notify_socket.lines(),
+                     10, what="unhealthy status")
+            at = notify_socket.index("STATUS=unhealthy: MQTT network thread ended")
+            stop.wait(1.0)  # five ticks
+            assert "WATCHDOG=1" not in notify_socket.lines()[at:]
+        finally:
+            stop.set()
+            t.join(10)
+    assert not t.is_alive()
+
+
 def test_record_held_for_a_down_ehr_survives_sigterm_and_restart(
         tmp_path, site_pki, broker_port, https_port, hr_key_path, hr_config_file,
         broker_on_port, notify_socket, ehr):

@@ -137,6 +137,8 @@ class StallMonitor(QObject):
         self.max_stall_ms = 0.0
         self.stalls_over_50ms = 0
         self.samples = 0
+        self.excluded = 0              # beats skipped on the caller's word (screenshots)
+        self.excluded_max_ms = 0.0     # the longest of those, reported, never hidden
         self._clock = QElapsedTimer()
         self._timer = QTimer(self)
         self._timer.setTimerType(Qt.PreciseTimer)
@@ -170,10 +172,13 @@ class StallMonitor(QObject):
         self.max_stall_ms = 0.0
         self.stalls_over_50ms = 0
         self.samples = 0
+        self.excluded = 0
+        self.excluded_max_ms = 0.0
         self.worst = []
 
     def skip_next(self) -> None:
-        """The caller blocks the loop on purpose (a test or demo screenshot): not a stall."""
+        """The caller blocks the loop on purpose (a test or demo screenshot): the next beat
+        is not counted as a stall, but counted in `excluded` / `excluded_max_ms`."""
         self._skip = True
 
     WARMUP_MS = 3000   # first layout, style sheet and CJK font loading: once, at start-up
@@ -182,8 +187,13 @@ class StallMonitor(QObject):
         now = self._clock.elapsed()
         stall = now - self._last - self.interval_ms
         self._last = now
-        if getattr(self, "_skip", False) or now < self.WARMUP_MS:
+        if getattr(self, "_skip", False):
             self._skip = False
+            if now >= self.WARMUP_MS:
+                self.excluded += 1
+                self.excluded_max_ms = max(self.excluded_max_ms, float(stall))
+            return
+        if now < self.WARMUP_MS:
             return
         self.samples += 1
         if stall > self.max_stall_ms:
@@ -826,10 +836,11 @@ class KioskWindow(QWidget):
             self._face_seen_at = now
         if self.state == S.DEVICE_CHECK and not self._selftest_running:
             face_ok = n >= 1 or now - self._face_seen_at < 1.0
-            res = dict(self.check.results)
             hint = NO_MESSAGE if face_ok else Message.of("check_face_missing")
-            res["face"] = (face_ok, hint)
-            self.check.set_results(res)
+            if self.check.results.get("face") != (face_ok, hint):
+                # Five detections a second mostly say what the row already says; re-styling
+                # and laying out the card for each was needless GUI-thread work.
+                self.check.set_results({**self.check.results, "face": (face_ok, hint)})
         if self.state in QUESTION_STATES:
             self.question.self_view.set_face_ok(n >= 1)
 

@@ -69,13 +69,11 @@ def write_bundle(bundle: dict, out: Path, qr_png: Path | None = None) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(json.dumps(bundle, ensure_ascii=False, indent=1))
     if qr_png is not None:
-        import cv2
         import qrcode
 
-        from sync.wecom.invite import qr_image
+        from sync.wecom.invite import qr_picture, save_png
 
-        # Drawn so the terminal's own camera reader (cv2.QRCodeDetector) decodes it: plain
-        # qrcode output with its default mask is unreadable to OpenCV for some texts.
-        img = qr_image(bundle_qr_text(bundle), error_correction=qrcode.constants.ERROR_CORRECT_L)
-        if not cv2.imwrite(str(qr_png), img):
-            raise OSError(f"{qr_png}: could not write the PNG")
+        # Drawn so the terminal's own camera reader (device.qr) decodes it: plain qrcode
+        # output with its default mask was unreadable to the terminal for some texts.
+        save_png(qr_picture(bundle_qr_text(bundle), error_correction=qrcode.constants.ERROR_CORRECT_L),
+                 Path(qr_png))

@@ -61,16 +61,16 @@ def _readable(img: Any, text: str) -> bool:
     return text in read_qr_texts(img)
 
 
-def qr_image(qr_text: str, *, box_size: int = 10, error_correction: int | None = None) -> Any:
-    """The QR code as a greyscale image that the terminal's reader (device.qr) decodes.
+def qr_picture(qr_text: str, *, box_size: int = 10, error_correction: int | None = None) -> Any:
+    """The QR code as a greyscale PIL image that the terminal's reader (device.qr) decodes.
 
     Checked, not assumed: try qrcode's chosen mask and then the eight mask patterns, and keep
     the first one the reader decodes at full size and at a camera-like 3.5 pixels per module
     (OpenCV's detector, our reader until session 2, could not read about 1 in 15 of ours with
-    the default mask).
+    the default mask). Pillow and zxing-cpp only, no OpenCV or numpy: the HR connector's slim
+    install (sync/connector/requirements.txt) draws enrolment and invitation codes with this.
     """
-    import cv2
-    import numpy as np
+    from PIL import Image
 
     fallback = None
     for mask in (None, *range(8)):
@@ -79,27 +79,41 @@ def qr_image(qr_text: str, *, box_size: int = 10, error_correction: int | None =
                            mask_pattern=mask)
         qr.add_data(qr_text)
         qr.make(fit=True)
-        img = np.array(qr.make_image(fill_color="black", back_color="white").convert("L"))
+        img = qr.make_image(fill_color="black", back_color="white").convert("L")
         if not _readable(img, qr_text):
             continue
         fallback = img if fallback is None else fallback
         side = int((qr.modules_count + 8) * 3.5)
-        if _readable(cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA), qr_text):
+        # BOX averages the pixels each output pixel covers, as OpenCV's INTER_AREA does.
+        if _readable(img.resize((side, side), Image.Resampling.BOX), qr_text):
             return img
     if fallback is None:
         raise ValueError("no QR mask pattern gives a code the terminal can read; shorten the text")
     return fallback
 
 
+def qr_image(qr_text: str, *, box_size: int = 10, error_correction: int | None = None) -> Any:
+    """qr_picture as a numpy greyscale array (uint8, 0 black, 255 white), like a camera frame."""
+    import numpy as np
+
+    return np.array(qr_picture(qr_text, box_size=box_size, error_correction=error_correction))
+
+
+def save_png(picture: Any, out: Path) -> Path:
+    """Write a qr_picture as a PNG, naming the file when it cannot."""
+    out = Path(out)
+    try:
+        picture.save(out, format="PNG")
+    except OSError as e:
+        raise OSError(f"{out}: could not write the PNG ({e.strerror or e})") from e
+    return out
+
+
 def render_png(qr_text: str, out: Path, *, box_size: int = 10) -> Path:
     """Write the QR code as a PNG (error correction M: survives a cracked phone screen)."""
-    import cv2
-
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(out), qr_image(qr_text, box_size=box_size)):
-        raise OSError(f"{out}: could not write the PNG")
-    return out
+    return save_png(qr_picture(qr_text, box_size=box_size), out)
 
 
 def message_text(*, job_title: str, where: str, not_before: float, not_after: float, code: str | None = None) -> str:

@@ -68,9 +68,15 @@ def write_export(header: dict, chunks: list[tuple[float, bytes]], out: Path) -> 
     if out.suffix.lower() in (".mjpeg", ".mjpg"):
         out.write_bytes(b"".join(frames))
         return "mjpeg"
-    import cv2
-    import numpy as np
-
+    try:
+        # Only this re-encode needs OpenCV; the connector's slim install (docs/connector.md)
+        # leaves it out, and HR still gets every clip as .wav or .mjpeg.
+        import cv2
+        import numpy as np
+    except ImportError:
+        raise MediaError(f"{out}: exporting {out.suffix} re-encodes the video with OpenCV, which "
+                         "this installation does not have; export to .mjpeg instead (plays in "
+                         "VLC), or add OpenCV: pip install opencv-python-headless") from None
     if not frames:
         raise MediaError("the video clip holds no frames")
     first = cv2.imdecode(np.frombuffer(frames[0], np.uint8), cv2.IMREAD_COLOR)

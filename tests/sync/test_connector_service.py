@@ -77,13 +77,14 @@ def notify_socket():
     s.close()
 
 
-def _serve(cfg: Path, notify: NotifySocket, log: Path, watchdog_usec: int | None = None):
+def _serve(cfg: Path, notify: NotifySocket, log: Path, watchdog_usec: int | None = None,
+           hr_bin: Path = HR_BIN):
     env = {**os.environ, "NOTIFY_SOCKET": notify.name, "PYTHONUNBUFFERED": "1"}
     env.pop("WATCHDOG_USEC", None)
     env.pop("WATCHDOG_PID", None)
     if watchdog_usec:
         env["WATCHDOG_USEC"] = str(watchdog_usec)
-    return subprocess.Popen([str(HR_BIN), "--config", str(cfg), "serve"], env=env,
+    return subprocess.Popen([str(hr_bin), "--config", str(cfg), "serve"], env=env,
                             stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
 

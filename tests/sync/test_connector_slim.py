@@ -70,7 +70,9 @@ def slim(tmp_path_factory) -> Path:
     run(REPO / ".venv/bin/python", "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
         "-q", "-w", d / "dist", REPO)
     (wheel,) = (d / "dist").glob("interview_kiosk-*.whl")
-    run(sys.executable, "-m", "venv", d / "venv")
+    # INTERVIEW_HR_SLIM_PYTHON: try the install with another interpreter (IT's server may
+    # have a newer Python than the terminal's 3.11).
+    run(os.environ.get("INTERVIEW_HR_SLIM_PYTHON", sys.executable), "-m", "venv", d / "venv")
     py = d / "venv/bin/python"
     # The order docs/connector.md gives: requirements first, so pip has nothing to report
     # about the wheel's terminal dependencies it is told not to install.

@@ -19,7 +19,8 @@ __all__ = ["read_qr", "read_qr_texts"]
 
 
 def read_qr_texts(image: Any) -> list[str]:
-    """The texts of every QR code readable in ``image`` (numpy BGR or greyscale), in reading order.
+    """The texts of every QR code readable in ``image`` (numpy BGR or greyscale, or a PIL image),
+    in reading order.
 
     An empty list when there is none, when the image is empty, or when the reader fails on it
     (a broken frame is not an error the caller can act on; the next frame is).

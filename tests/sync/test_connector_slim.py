@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from sync.broker import free_port
 from sync.connector.service import open_db
 from tests.sync.conftest import DEVICE, DaemonThread, connector_config, wait_for
 from tests.sync.test_connector_service import REPO, NotifySocket, _publish_result, _serve, _stop
@@ -197,18 +198,25 @@ except MediaError as e:
     assert not (tmp_path / "v.mp4").exists()
 
 
-def test_slim_serves_publishes_a_spreadsheet_bank_and_stores_a_result(
-        slim, hr_settings, hr_config_file, broker_on_port, broker_port, site_pki, sync_settings,
-        notify, tmp_path, monkeypatch) -> None:
+def test_slim_serves_relays_publishes_a_spreadsheet_bank_and_stores_a_result(
+        slim, hr_config_file, broker_on_port, broker_port, https_port, site_pki, hr_key_path,
+        sync_settings, notify, tmp_path, monkeypatch) -> None:
+    import httpx
+
+    from device.signin import state_for
+
     monkeypatch.delenv("PYTHONPATH", raising=False)
+    relay_port = free_port()
+    hr_settings = connector_config(tmp_path, site_pki, broker_port, https_port, hr_key_path,
+                                   relay={"redirect_uri": "https://hr.example/wecom/callback",
+                                          "listen_host": "127.0.0.1", "port": relay_port})
     cfg = hr_config_file(hr_settings)
     broker = broker_on_port()
     broker.start()
     log = tmp_path / "serve.log"
     p = _serve(cfg, notify, log, hr_bin=slim / "bin/interview-hr")
     try:
-        wait_for(lambda: "READY=1" in notify.lines() or p.poll() is not None, 40,
-                 what="READY=1")
+        wait_for(lambda: "READY=1" in notify.lines() or p.poll() is not None, 40, what="READY=1")
         assert p.poll() is None, log.read_text()
         _publish_result(broker_port, site_pki, "r-slim-1")
         db, _ = open_db(hr_settings)
@@ -217,15 +225,25 @@ def test_slim_serves_publishes_a_spreadsheet_bank_and_stores_a_result(
         finally:
             db.close()
 
-        r = _hr(slim, "--config", cfg, "publish-bank", EXAMPLES / "question_bank.xlsx",
-                "--device", DEVICE, cwd=tmp_path)
-        assert r.returncode == 0, r.stderr
-        # A real terminal takes the signed bank the slim install made from the spreadsheet.
         with DaemonThread(sync_settings()) as d:
+            got: list[dict] = []
+            d.daemon.cache.register_command("wecom_signin", got.append)
+            wait_for(d.daemon.link.connected.is_set, 10, what="terminal connected")
+            # A phone's WeCom redirect reaches the slim connector's relay, then the terminal.
+            state = state_for(DEVICE)
+            r = httpx.get(f"http://127.0.0.1:{relay_port}/wecom/callback",
+                          params={"code": "CODE123", "state": state})
+            assert r.status_code == 200
+            wait_for(lambda: got, 10, what="relayed sign-in")
+            # A real terminal takes the signed bank the slim install made from the spreadsheet.
+            r = _hr(slim, "--config", cfg, "publish-bank", EXAMPLES / "question_bank.xlsx",
+                    "--device", DEVICE, cwd=tmp_path)
+            assert r.returncode == 0, r.stderr
             wait_for(lambda: d.store.cache_get("questionbank", "current"), 20, what="bank installed")
     finally:
         rc = _stop(p)
     assert rc == 0, log.read_text()
+    assert got[0]["code"] == "CODE123"
     r = _hr(slim, "--config", cfg, "devices", "--json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert [d["device_id"] for d in json.loads(r.stdout)] == [DEVICE]

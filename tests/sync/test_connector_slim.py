@@ -240,6 +240,14 @@ def test_slim_serves_relays_publishes_a_spreadsheet_bank_and_stores_a_result(
                     "--device", DEVICE, cwd=tmp_path)
             assert r.returncode == 0, r.stderr
             wait_for(lambda: d.store.cache_get("questionbank", "current"), 20, what="bank installed")
+        pushed = tmp_path / "pushed.toml"
+        pushed.write_text("[retention]\ndays = 7\n", encoding="utf-8")
+        for args in (("publish-roster", EXAMPLES / "roster.json"), ("publish-config", pushed),
+                     ("command", "heartbeat")):
+            r = _hr(slim, "--config", cfg, *args, "--device", DEVICE, cwd=tmp_path)
+            assert r.returncode == 0 and "to 1 device(s)" in r.stdout, (args, r.stderr)
+        r = _hr(slim, "--config", cfg, "clip", "list", cwd=tmp_path)
+        assert r.returncode == 0 and r.stdout.strip() == "no clips", r.stderr
     finally:
         rc = _stop(p)
     assert rc == 0, log.read_text()

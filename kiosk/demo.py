@@ -667,8 +667,8 @@ def _run_demo(out: Path, *, headless: bool, assets_dir: Path | None, timeout_s: 
     if stall.excluded:
         # The demo's own screenshots (QWidget.grab() of the whole window and a PNG save) block
         # the loop on purpose; a kiosk never does that, so those beats are left out above.
-        print(f"demo: not counted above: {stall.excluded} screenshot(s) taken by the demo, the "
-              f"longest blocking the GUI thread {stall.excluded_max_ms:.0f} ms (a kiosk takes none)")
+        print(f"demo: not counted above: the demo's own screenshots ({stall.excluded} after start-up), "
+              f"the longest blocking the GUI thread {stall.excluded_max_ms:.0f} ms (a kiosk takes none)")
     if getattr(stall, "worst", None):
         print("demo: longest stalls: " + ", ".join(f"{ms:.0f} ms in {where}" for ms, where in stall.worst))
     if window.answer_save_s:

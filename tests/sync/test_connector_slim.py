@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -55,7 +56,7 @@ def _requirements() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def slim(tmp_path_factory) -> Path:
+def slim(tmp_path_factory) -> Iterator[Path]:
     """A fresh venv holding the wheel (no dependencies) and the connector's requirements only.
     Uses pip's cache when there is one (CI keeps it), PyPI otherwise."""
     d = tmp_path_factory.mktemp("slim")
@@ -79,7 +80,9 @@ def slim(tmp_path_factory) -> Path:
     # about the wheel's terminal dependencies it is told not to install.
     run(py, "-m", "pip", "install", "-q", "-r", REQUIREMENTS)
     run(py, "-m", "pip", "install", "-q", "--no-deps", wheel)
-    return d / "venv"
+    yield d / "venv"
+    # 120 MB a run: pytest keeps the last three runs' temp dirs.
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def _hr(slim: Path, *args: str | Path, cwd: Path) -> subprocess.CompletedProcess:

@@ -62,7 +62,8 @@ image-test: image
 wheel: venv
 	rm -rf build/lib build/bdist.*
 	$(PY) -m pip wheel --no-deps --no-build-isolation -q -w dist .
-	@ls -1 dist/interview_kiosk-*.whl
+	cp sync/connector/requirements.txt dist/interview-hr-requirements.txt
+	@ls -1 dist/interview_kiosk-*.whl dist/interview-hr-requirements.txt
 
 clean:
 	rm -rf var build dist .stamp-apt

@@ -808,6 +808,7 @@ class TechnicianScreen(Screen):
         super().__init__()
         self.pages = QStackedWidget(self)
         QVBoxLayout(self).addWidget(self.pages)
+        self.lines: list[Message] = []   # the panel's body, untranslated
         self.entry = KeypadPage(lambda pin: "●" * len(pin))
         self.entry.back.clicked.connect(self._emit("tech_cancel"))
         self.entry.ok.setText("OK")
@@ -854,10 +855,16 @@ class TechnicianScreen(Screen):
         self.entry.set_error(error)
         self.settle()
 
-    def show_panel(self, info: str) -> None:
-        self.info.setText(info)
+    def show_panel(self, lines: list[Message]) -> None:
+        """The panel's body: kept as Messages, drawn in the current language and again on
+        every switch (refresh)."""
+        self.lines = list(lines)
+        self.info.setText(self._body())
         self.pages.setCurrentIndex(1)
         self.settle()
+
+    def _body(self) -> str:
+        return "\n".join(m.text(self.lang) for m in self.lines)
 
     def refresh(self, view, lang: str) -> None:
         self.lang = lang
@@ -869,3 +876,4 @@ class TechnicianScreen(Screen):
         self.selftest.setText(tr("tech_selftest", lang))
         self.quit.setText(tr("tech_exit_app", lang))
         self.leave.setText(tr("tech_leave", lang))
+        self.info.setText(self._body())

@@ -19,8 +19,9 @@ from pathlib import Path
 
 from device import session as ses
 from device.qr import read_qr
+from device.version import software_version
 from kiosk import style
-from kiosk.i18n import NO_MESSAGE, Message, tr
+from kiosk.i18n import NO_MESSAGE, TEXT, Message, tr
 from kiosk.pin import PinGate
 from kiosk.qt import (
     QApplication,
@@ -84,7 +85,7 @@ class Bridge(QObject):
     verification = Signal(object)  # device.signin.VerificationRow
     qr = Signal(object, object, object)  # QrState | None, warning (zh, en) | None, QR matrix
     pin = Signal(bool, str, object)   # ok, reason, i18n.Message
-    tech_info = Signal(str)
+    tech_info = Signal(object)     # list[Message]: the service panel's lines
     view = Signal(object)          # SessionView published by the machine (any thread)
     media_frame = Signal(object)   # QImage of a video prompt
 
@@ -328,7 +329,7 @@ class KioskWindow(QWidget):
         self.bridge.verification.connect(self._apply_verification)
         self.bridge.qr.connect(self._show_qr)
         self.bridge.pin.connect(self._pin_result)
-        self.bridge.tech_info.connect(lambda text: self.tech.show_panel(text) if self.technician else None)
+        self.bridge.tech_info.connect(lambda lines: self.tech.show_panel(lines) if self.technician else None)
         # The machine publishes on the session thread; the signal brings the view here.
         machine.subscribe(lambda view: emit(self.bridge.view, view))
         self.session = SessionThread()
@@ -1051,7 +1052,7 @@ class KioskWindow(QWidget):
         self.tech.entry.ok.setEnabled(True)
         if ok:
             self.technician = True
-            self.tech.show_panel("…")
+            self.tech.show_panel([Message.of("tech_loading")])
             self.session.post(lambda: emit(self.bridge.tech_info, self._technician_info()))
         else:
             self.tech.show_pin(message)
@@ -1061,24 +1062,44 @@ class KioskWindow(QWidget):
         self._in_tech_pin = False
         self._render()
 
-    def _technician_info(self) -> str:
+    def _technician_info(self) -> list[Message]:
+        """The service panel's lines, kept untranslated (`Message`) so the panel follows the
+        language switch. Runs on the session thread (reads the store). Device state only,
+        never candidate data; a store error's text is shown (it is the technician's)."""
         s = self.settings
-        lines = [f"Device: {s.device.id}  ({s.device.tenant})",
-                 f"Site: {s.device.site_name} {s.device.site_location}",
-                 f"State: {self.state}"]
+        state = str(getattr(self.state, "value", self.state))
+        lines = [Message.of("tech_device", device=s.device.id, tenant=s.device.tenant),
+                 Message.of("tech_site", site=f"{s.device.site_name} {s.device.site_location}".strip()),
+                 Message.of("tech_version", version=software_version()),
+                 Message.of("tech_state", state=Message.of(f"state_{state}") if f"state_{state}" in TEXT
+                            else Message.both(state, state))]
         try:
             stats = self.store.outbox_stats(time.time())
-            lines.append(f"Outbox: {stats.get('depth', '?')} waiting, oldest "
-                         f"{stats.get('oldest_undelivered_age_s') or 0:.0f} s")
+            lines.append(Message.of("tech_outbox", n=stats.get("depth", "?"),
+                                    s=f"{stats.get('oldest_undelivered_age_s') or 0:.0f}",
+                                    delivered=stats.get("delivered", "?")))
         except Exception as exc:
-            lines.append(f"Outbox: unavailable ({exc})")
+            log.exception("outbox statistics for the service panel failed")
+            lines.append(Message.of("tech_outbox_error", error=f"{type(exc).__name__}: {exc}"))
         p = self.pipeline
         if p is not None:
-            lines.append(f"Camera: {'ok' if p.camera.alive else 'NOT RUNNING'}  {getattr(p.camera, 'size', '')}")
-            lines.append(f"Microphone: {'ok' if p.mic.alive else 'NOT RUNNING'}  level {p.mic.level_dbfs:.0f} dBFS")
-        lines.append(f"GUI max stall: {self.stall.max_stall_ms:.0f} ms")
+            def status(alive: bool) -> Message:
+                return Message.of("tech_running" if alive else "tech_not_running")
+            size = getattr(p.camera, "size", None)
+            size = f"{size[0]}x{size[1]}" if isinstance(size, tuple) and len(size) == 2 else str(size or "")
+            lines.append(Message.of("tech_camera", status=status(p.camera.alive), size=size))
+            lines.append(Message.of("tech_mic", status=status(p.mic.alive), level=f"{p.mic.level_dbfs:.0f}"))
+        lines.append(Message.of("tech_stall", ms=f"{self.stall.max_stall_ms:.0f}"))
         if getattr(self, "selftest_error", ""):
-            lines.append(f"Self-test error: {self.selftest_error}")
-        for r in getattr(self, "last_selftest", []) or []:
-            lines.append(f"  {'PASS' if r.ok else 'FAIL'} {r.name}: {r.value}" + ("" if r.ok else f" — {r.hint_en}"))
-        return "\n".join(lines)
+            lines.append(Message.of("tech_selftest_error", error=self.selftest_error))
+        results = getattr(self, "last_selftest", []) or []
+        if not results and not getattr(self, "selftest_error", ""):
+            lines.append(Message.of("tech_no_selftest"))
+        for r in results:
+            row = {"result": Message.of("tech_pass" if r.ok else "tech_fail"), "name": r.name, "value": r.value}
+            if r.ok or not (r.hint_zh or r.hint_en):
+                lines.append(Message.of("tech_check", **row))
+            else:
+                lines.append(Message.of("tech_check_hint", **row,
+                                        hint=Message.both(r.hint_zh or r.hint_en, r.hint_en or r.hint_zh)))
+        return lines

@@ -193,7 +193,7 @@ def test_the_end_and_service_screens_fit_in_both_languages(make_kiosk, size):
     for ch in PIN:
         w.tech.entry.keypad.buttons[ch].click()
     w.tech.entry.ok.click()
-    k.qtbot.waitUntil(lambda: w.technician and w.tech.info.text().startswith("Device:"), timeout=10000)
+    k.qtbot.waitUntil(lambda: w.technician and w.tech.info.text().startswith("终端："), timeout=10000)
     walk.both("tech-panel", ["维护模式", "返回面试模式"], ["Service mode", "Back to kiosk mode"],
               customer=w.tech.info)
     w.tech.leave.click()

@@ -905,7 +905,7 @@ class KioskWindow(QWidget):
         face = (True, NO_MESSAGE) if time.monotonic() - self._face_seen_at < 1.0 else staff
         self.check.set_results({"camera": staff, "face": face, "mic": staff})
         if self.technician:
-            self.session.post(lambda: emit(self.bridge.tech_info, self._technician_info()))
+            self.session.post(lambda: emit(self.bridge.tech_info, self._technician_lines()))
 
     def _on_selftest(self, outcome) -> None:
         gen, results = outcome
@@ -946,7 +946,7 @@ class KioskWindow(QWidget):
         mic = row(["microphone", "mic_noise_floor", "mic_level"])
         self.check.set_results({"camera": cam, "face": face, "mic": mic})
         if self.technician:
-            self.session.post(lambda: emit(self.bridge.tech_info, self._technician_info()))
+            self.session.post(lambda: emit(self.bridge.tech_info, self._technician_lines()))
         dead = [n for n in ("camera", "microphone") if n in by and not by[n].ok]
         if dead and self.state == S.DEVICE_CHECK:
             self._send(ses.DeviceCheckFailed(by[dead[0]].hint_en))
@@ -1053,7 +1053,7 @@ class KioskWindow(QWidget):
         if ok:
             self.technician = True
             self.tech.show_panel([Message.of("tech_loading")])
-            self.session.post(lambda: emit(self.bridge.tech_info, self._technician_info()))
+            self.session.post(lambda: emit(self.bridge.tech_info, self._technician_lines()))
         else:
             self.tech.show_pin(message)
 
@@ -1062,7 +1062,11 @@ class KioskWindow(QWidget):
         self._in_tech_pin = False
         self._render()
 
-    def _technician_info(self) -> list[Message]:
+    def _technician_info(self, lang: str = "en") -> str:
+        """The service panel's body as text in `lang` (what the panel shows in it)."""
+        return "\n".join(m.text(lang) for m in self._technician_lines())
+
+    def _technician_lines(self) -> list[Message]:
         """The service panel's lines, kept untranslated (`Message`) so the panel follows the
         language switch. Runs on the session thread (reads the store). Device state only,
         never candidate data; a store error's text is shown (it is the technician's)."""
